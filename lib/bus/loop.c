@@ -1,0 +1,272 @@
+/* lib/bus/loop.c — poll(2) main-loop integration for one libdbus connection (see loop.h). */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <glib.h>
+
+#include "bus/loop.h"
+#include "core/util.h"
+
+struct timer {
+        DBusTimeout *timeout;
+        int64_t due_ms;
+};
+
+struct bus_loop {
+        DBusConnection *conn;
+        int wake_fd;
+        atomic_bool quit;
+        pthread_mutex_t lock; /* guards watches and timers; never held across libdbus calls */
+        GPtrArray *watches;   /* DBusWatch * */
+        GArray *timers;       /* struct timer */
+};
+
+static int64_t now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void bus_loop_wakeup(bus_loop_t *l)
+{
+        uint64_t one = 1;
+
+        if (l)
+                (void)!write(l->wake_fd, &one, sizeof(one));
+}
+
+void bus_loop_quit(bus_loop_t *l)
+{
+        if (!l)
+                return;
+        atomic_store(&l->quit, true);
+        bus_loop_wakeup(l);
+}
+
+static dbus_bool_t watch_add(DBusWatch *w, void *data)
+{
+        bus_loop_t *l = data;
+
+        pthread_mutex_lock(&l->lock);
+        g_ptr_array_add(l->watches, w);
+        pthread_mutex_unlock(&l->lock);
+        bus_loop_wakeup(l);
+        return TRUE;
+}
+
+static void watch_remove(DBusWatch *w, void *data)
+{
+        bus_loop_t *l = data;
+
+        pthread_mutex_lock(&l->lock);
+        g_ptr_array_remove(l->watches, w);
+        pthread_mutex_unlock(&l->lock);
+        bus_loop_wakeup(l);
+}
+
+static void watch_toggled(DBusWatch *w, void *data)
+{
+        bus_loop_wakeup(data);
+}
+
+static void timer_arm(struct timer *t)
+{
+        t->due_ms = now_ms() + dbus_timeout_get_interval(t->timeout);
+}
+
+static dbus_bool_t timeout_add(DBusTimeout *to, void *data)
+{
+        bus_loop_t *l = data;
+        struct timer t = {.timeout = to};
+
+        timer_arm(&t);
+        pthread_mutex_lock(&l->lock);
+        g_array_append_val(l->timers, t);
+        pthread_mutex_unlock(&l->lock);
+        bus_loop_wakeup(l);
+        return TRUE;
+}
+
+static void timeout_remove(DBusTimeout *to, void *data)
+{
+        bus_loop_t *l = data;
+
+        pthread_mutex_lock(&l->lock);
+        for (guint i = 0; i < l->timers->len; i++)
+                if (g_array_index(l->timers, struct timer, i).timeout == to) {
+                        g_array_remove_index_fast(l->timers, i);
+                        break;
+                }
+        pthread_mutex_unlock(&l->lock);
+        bus_loop_wakeup(l);
+}
+
+static void timeout_toggled(DBusTimeout *to, void *data)
+{
+        bus_loop_t *l = data;
+
+        pthread_mutex_lock(&l->lock);
+        for (guint i = 0; i < l->timers->len; i++) {
+                struct timer *t = &g_array_index(l->timers, struct timer, i);
+                if (t->timeout == to)
+                        timer_arm(t);
+        }
+        pthread_mutex_unlock(&l->lock);
+        bus_loop_wakeup(l);
+}
+
+static void dispatch_status_changed(DBusConnection *c, DBusDispatchStatus s, void *data)
+{
+        if (s == DBUS_DISPATCH_DATA_REMAINS)
+                bus_loop_wakeup(data);
+}
+
+static void wakeup_main(void *data)
+{
+        bus_loop_wakeup(data);
+}
+
+int bus_loop_new(DBusConnection *c, bus_loop_t **ret)
+{
+        bus_loop_t *l;
+
+        l = calloc(1, sizeof(*l));
+        if (!l)
+                return -ENOMEM;
+        l->conn = dbus_connection_ref(c);
+        l->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (l->wake_fd < 0) {
+                int r = -errno;
+                dbus_connection_unref(c);
+                free(l);
+                return r;
+        }
+        pthread_mutex_init(&l->lock, NULL);
+        l->watches = g_ptr_array_new();
+        l->timers = g_array_new(FALSE, FALSE, sizeof(struct timer));
+
+        if (!dbus_connection_set_watch_functions(c, watch_add, watch_remove, watch_toggled, l,
+                                                 NULL) ||
+            !dbus_connection_set_timeout_functions(c, timeout_add, timeout_remove,
+                                                   timeout_toggled, l, NULL)) {
+                bus_loop_free(l);
+                return -ENOMEM;
+        }
+        dbus_connection_set_wakeup_main_function(c, wakeup_main, l, NULL);
+        dbus_connection_set_dispatch_status_function(c, dispatch_status_changed, l, NULL);
+        *ret = l;
+        return 0;
+}
+
+bus_loop_t *bus_loop_free(bus_loop_t *l)
+{
+        if (!l)
+                return NULL;
+        dbus_connection_set_watch_functions(l->conn, NULL, NULL, NULL, NULL, NULL);
+        dbus_connection_set_timeout_functions(l->conn, NULL, NULL, NULL, NULL, NULL);
+        dbus_connection_set_wakeup_main_function(l->conn, NULL, NULL, NULL);
+        dbus_connection_set_dispatch_status_function(l->conn, NULL, NULL, NULL);
+        dbus_connection_unref(l->conn);
+        g_ptr_array_unref(l->watches);
+        g_array_unref(l->timers);
+        pthread_mutex_destroy(&l->lock);
+        close(l->wake_fd);
+        free(l);
+        return NULL;
+}
+
+int bus_loop_run(bus_loop_t *l)
+{
+        struct pollfd fds[8];
+        DBusWatch *ready[8];
+
+        for (;;) {
+                unsigned n = 0, nw = 0;
+                int64_t next = -1, t;
+                int r;
+
+                while (dbus_connection_dispatch(l->conn) == DBUS_DISPATCH_DATA_REMAINS)
+                        if (atomic_load(&l->quit))
+                                break;
+                if (atomic_load(&l->quit))
+                        return 0;
+                if (!dbus_connection_get_is_connected(l->conn) &&
+                    dbus_connection_get_dispatch_status(l->conn) == DBUS_DISPATCH_COMPLETE)
+                        return -ECONNRESET;
+
+                fds[n++] = (struct pollfd){.fd = l->wake_fd, .events = POLLIN};
+                pthread_mutex_lock(&l->lock);
+                /* A connection has one or two watches (read, write); more never happens. */
+                for (guint i = 0; i < l->watches->len && n < ELEMENTSOF(fds); i++) {
+                        DBusWatch *w = g_ptr_array_index(l->watches, i);
+                        unsigned f;
+                        if (!dbus_watch_get_enabled(w))
+                                continue;
+                        f = dbus_watch_get_flags(w);
+                        ready[n] = w;
+                        fds[n++] = (struct pollfd){
+                                .fd = dbus_watch_get_unix_fd(w),
+                                .events = (short)(((f & DBUS_WATCH_READABLE) ? POLLIN : 0) |
+                                                  ((f & DBUS_WATCH_WRITABLE) ? POLLOUT : 0))};
+                }
+                for (guint i = 0; i < l->timers->len; i++) {
+                        struct timer *tm = &g_array_index(l->timers, struct timer, i);
+                        if (dbus_timeout_get_enabled(tm->timeout) &&
+                            (next < 0 || tm->due_ms < next))
+                                next = tm->due_ms;
+                }
+                pthread_mutex_unlock(&l->lock);
+
+                t = next < 0 ? -1 : next - now_ms();
+                r = poll(fds, n, next < 0 ? -1 : (t < 0 ? 0 : (int)MIN(t, INT32_MAX)));
+                if (r < 0 && errno != EINTR)
+                        return -errno;
+
+                if (fds[0].revents & POLLIN) {
+                        uint64_t v;
+                        (void)!read(l->wake_fd, &v, sizeof(v));
+                }
+                for (unsigned i = 1; i < n; i++) {
+                        unsigned f = 0;
+                        if (!fds[i].revents)
+                                continue;
+                        if (fds[i].revents & POLLIN)
+                                f |= DBUS_WATCH_READABLE;
+                        if (fds[i].revents & POLLOUT)
+                                f |= DBUS_WATCH_WRITABLE;
+                        if (fds[i].revents & POLLHUP)
+                                f |= DBUS_WATCH_HANGUP;
+                        if (fds[i].revents & (POLLERR | POLLNVAL))
+                                f |= DBUS_WATCH_ERROR;
+                        nw++;
+                        dbus_watch_handle(ready[i], f);
+                }
+
+                if (next >= 0) {
+                        DBusTimeout *due[8];
+                        unsigned nd = 0;
+                        int64_t now = now_ms();
+                        pthread_mutex_lock(&l->lock);
+                        for (guint i = 0; i < l->timers->len && nd < ELEMENTSOF(due); i++) {
+                                struct timer *tm = &g_array_index(l->timers, struct timer, i);
+                                if (dbus_timeout_get_enabled(tm->timeout) && tm->due_ms <= now) {
+                                        due[nd++] = tm->timeout;
+                                        timer_arm(tm);
+                                }
+                        }
+                        pthread_mutex_unlock(&l->lock);
+                        for (unsigned i = 0; i < nd; i++)
+                                dbus_timeout_handle(due[i]);
+                }
+                (void)nw;
+        }
+}

@@ -1,0 +1,30 @@
+/* lib/bus/loop.h — a small poll(2) main loop for one libdbus connection.
+ *
+ * Why: libdbus only writes a message sent from another thread promptly when the connection
+ * has main-loop integration; with dbus_connection_read_write_dispatch(-1) a send from an API
+ * thread can sit queued until something arrives. This loop installs watch, timeout, wakeup
+ * and dispatch-status functions, so any thread may send and the loop thread dispatches.
+ *
+ * Threads: bus_loop_run() and bus_loop_free() on the loop thread only; bus_loop_quit() from
+ * any thread, also from a signal handler. */
+#pragma once
+
+#include <dbus/dbus.h>
+
+typedef struct bus_loop bus_loop_t;
+
+/* Takes over the connection's watch/timeout/wakeup/dispatch-status functions. */
+int bus_loop_new(DBusConnection *c, bus_loop_t **ret);
+
+/* Removes the functions again; NULL-safe; returns NULL. */
+bus_loop_t *bus_loop_free(bus_loop_t *l);
+
+/* Dispatches until bus_loop_quit() (returns 0) or until the connection is gone, after its
+ * queued messages (including the Disconnected signal) were dispatched (returns -ECONNRESET). */
+int bus_loop_run(bus_loop_t *l);
+
+/* Makes bus_loop_run() return 0 soon. Async-signal-safe. */
+void bus_loop_quit(bus_loop_t *l);
+
+/* Wakes the loop once (it re-checks dispatch status and its watches). Any thread. */
+void bus_loop_wakeup(bus_loop_t *l);
