@@ -8,6 +8,20 @@
 
 typedef struct whitelist whitelist_t;
 
+/* Limits on what the file controls (not in the legacy documentation; chosen so that a hostile or
+ * broken file costs bounded memory and bounded time per whitelist_allows() call).
+ * - A longer file (or text) is refused as a whole with -EFBIG (→ NOTIFY_ERR_CONFIG_FILE, like a
+ *   file that cannot be read: there is no line to blame), logged.
+ * - Every other limit is a syntax error (-EBADMSG) with the number of the offending line:
+ *   a line (without its LF / CR LF) longer than WHITELIST_MAX_LINE bytes, comments included;
+ *   more than WHITELIST_MAX_RULES rules (in + out); more than WHITELIST_MAX_INTERFACES distinct
+ *   interface names; an interface name longer than WHITELIST_MAX_INTERFACE_NAME bytes. */
+#define WHITELIST_MAX_FILE_SIZE (1024 * 1024)
+#define WHITELIST_MAX_LINE 4096
+#define WHITELIST_MAX_RULES 4096
+#define WHITELIST_MAX_INTERFACES 64
+#define WHITELIST_MAX_INTERFACE_NAME 255 /* a DNS name has at most 253 */
+
 typedef enum whitelist_dir {
         WHITELIST_IN,  /* remote → local */
         WHITELIST_OUT, /* local → remote */
