@@ -9,6 +9,10 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct server_fixture {
         char *dir;     /* temp dir, removed by stop */
         char *address; /* unix:path=<dir>/bus */
@@ -29,3 +33,7 @@ bool server_fixture_wait_ready(server_fixture_t *f, int timeout_ms);
 /* Runs notifysvc with extra arguments in the foreground environment of f and returns its
  * exit status (for exit-code tests); stdout/stderr are discarded. */
 int server_fixture_run_notifysvc(server_fixture_t *f, const char *const *args);
+
+#ifdef __cplusplus
+}
+#endif

@@ -10,6 +10,10 @@
 
 #include "core/util.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum log_channel {
         LOG_CHANNEL_IPC,    /* IPC layer, IPC_LOGMASK */
         LOG_CHANNEL_NFY,    /* notification server, NFY_LOGMASK */
@@ -32,6 +36,10 @@ void log_reset(void);
 #define log_full(ch, lvl, err, ...)                                                            \
         (log_enabled((ch), (lvl)) ? log_write((ch), (lvl), __FILE__, __LINE__, (err), __VA_ARGS__) \
                                   : -abs(err))
+
+#ifdef __cplusplus
+}
+#endif
 
 /* Per-channel shorthands used by the modules. */
 #define nfy_log(lvl, ...) log_full(LOG_CHANNEL_NFY, (lvl), 0, __VA_ARGS__)

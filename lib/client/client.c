@@ -1,0 +1,1093 @@
+/* lib/client/client.c — the notification client (see client.h). */
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <dbus/dbus.h>
+#include <glib.h>
+
+#include "bus/address.h"
+#include "bus/loop.h"
+#include "bus/protocol.h"
+#include "client/client.h"
+#include "core/log.h"
+#include "json/json-text.h"
+#include "vfiipc/notify.h"
+
+#define CALL_TIMEOUT_MS 10000
+#define BACKOFF_MIN_MS 50   /* G-68: reconnect with back-off, 50 ms doubling … */
+#define BACKOFF_MAX_MS 2000 /* … to 2 s */
+
+#define MATCH_BROKER_OWNER                                                                       \
+        "type='signal',sender='" DBUS_SERVICE_DBUS "',interface='" DBUS_INTERFACE_DBUS           \
+        "',member='NameOwnerChanged',arg0='" VFIIPC_BROKER_NAME "'"
+
+typedef enum slot_kind {
+        SLOT_NOTIFY,   /* ipcRegisterNotificationCB */
+        SLOT_ERROR,    /* ipcRegisterUnicastError */
+        SLOT_OBSERVER, /* ipcRegisterObserver */
+} slot_kind_t;
+
+/* One registered callback. Its table holds a reference, and so does every queued task, so a
+ * task never touches freed memory after an unregister (G-06's "tokens, not raw pointers"). */
+typedef struct slot {
+        gint ref;
+        slot_kind_t kind;
+        client_invoke_fn notify;   /* SLOT_NOTIFY, SLOT_ERROR */
+        client_observe_fn observe; /* SLOT_OBSERVER */
+        client_fn cb;
+        void *data;
+        unsigned running; /* invocations in progress; client.lock */
+        bool removed;     /* no invocation starts any more; client.lock */
+        char *to, *id;    /* SLOT_NOTIFY: the registration's key */
+        int priority;
+} slot_t;
+
+/* What a worker runs: one callback invocation for one received signal. */
+typedef struct task {
+        slot_t *slot;
+        DBusMessage *msg; /* owns the strings below */
+        const char *from, *to, *id, *json;
+        unsigned flags;
+        uint64_t ticket; /* non-zero: a unicast the broker can re-route (Bounce) */
+} task_t;
+
+typedef enum conn_state {
+        CONN_NONE,         /* never connected, or the last attempt failed: calls try again */
+        CONN_UP,           /* connected, dispatcher running */
+        CONN_RECONNECTING, /* lost; the dispatcher re-connects with back-off (G-68) */
+} conn_state_t;
+
+static struct client {
+        pthread_mutex_t lock; /* all state below; never held across callbacks or blocking calls */
+        pthread_cond_t changed;       /* some slot's running count dropped */
+        pthread_mutex_t connect_lock; /* serialises first connection set-ups */
+        conn_state_t state;
+        DBusConnection *conn;
+        char *broker; /* unique name of the broker: the only accepted signal sender */
+        char *app_id;
+        GHashTable *regs;     /* (to, id) → slot_t*, SLOT_NOTIFY */
+        GPtrArray *errors;    /* slot_t*, SLOT_ERROR */
+        GPtrArray *observers; /* slot_t*, SLOT_OBSERVER */
+        GThreadPool *pool;
+} client = {
+        .lock = PTHREAD_MUTEX_INITIALIZER,
+        .changed = PTHREAD_COND_INITIALIZER,
+        .connect_lock = PTHREAD_MUTEX_INITIALIZER,
+};
+
+/* The slot whose callback runs on this thread: unregistering it from inside itself must not
+ * wait for itself (UNREG-5, G-69). */
+static __thread slot_t *current_slot;
+
+static pthread_once_t client_once = PTHREAD_ONCE_INIT;
+
+/* ---- slots and the registration table ---------------------------------------------------- */
+
+typedef struct reg_key {
+        const char *to, *id;
+} reg_key_t;
+
+static guint reg_key_hash(gconstpointer p)
+{
+        const slot_t *s = p;
+        return g_str_hash(s->to) * 31 + g_str_hash(s->id);
+}
+
+static gboolean reg_key_equal(gconstpointer a, gconstpointer b)
+{
+        const slot_t *x = a, *y = b;
+        return streq(x->to, y->to) && streq(x->id, y->id);
+}
+
+static slot_t *slot_ref(slot_t *s)
+{
+        g_atomic_int_inc(&s->ref);
+        return s;
+}
+
+static void slot_unref(slot_t *s)
+{
+        if (!s || !g_atomic_int_dec_and_test(&s->ref))
+                return;
+        free(s->to);
+        free(s->id);
+        free(s);
+}
+
+static slot_t *slot_new(slot_kind_t kind, client_fn cb, void *data)
+{
+        slot_t *s = calloc(1, sizeof(*s));
+
+        if (!s)
+                return NULL;
+        s->ref = 1;
+        s->kind = kind;
+        s->cb = cb;
+        s->data = data;
+        return s;
+}
+
+/* Looks up (to, id) without allocating: the table is keyed by the slots themselves. */
+static slot_t *regs_lookup(const char *to, const char *id)
+{
+        slot_t probe = {.to = (char *)to, .id = (char *)id};
+
+        return client.regs ? g_hash_table_lookup(client.regs, &probe) : NULL;
+}
+
+/* UNREG-4, UE-7, OBS-7: returns when none of the slots runs (except on this very thread). */
+static void slots_wait(slot_t *const *v, size_t n)
+{
+        pthread_mutex_lock(&client.lock);
+        for (size_t i = 0; i < n; i++)
+                while (v[i]->running > (v[i] == current_slot ? 1u : 0u))
+                        pthread_cond_wait(&client.changed, &client.lock);
+        pthread_mutex_unlock(&client.lock);
+}
+
+/* ---- process set-up ---------------------------------------------------------------------- */
+
+static void task_run(gpointer p, gpointer unused);
+
+/* G-76: the child of fork() has no connection, threads or registrations; it starts afresh.
+ * The parent's libdbus objects are left alone (their locks may be held by vanished threads). */
+static void client_atfork_child(void)
+{
+        pthread_mutex_init(&client.lock, NULL);
+        pthread_cond_init(&client.changed, NULL);
+        pthread_mutex_init(&client.connect_lock, NULL);
+        client.state = CONN_NONE;
+        client.conn = NULL;
+        client.broker = NULL;
+        client.regs = NULL;
+        client.errors = NULL;
+        client.observers = NULL;
+        client.pool = NULL;
+        current_slot = NULL;
+}
+
+static void client_once_init(void)
+{
+        dbus_threads_init_default();
+        pthread_atfork(NULL, NULL, client_atfork_child);
+}
+
+/* Tables and worker pool, created on first use (LIFE-1, G-77). Called with client.lock. */
+static int client_tables_ensure(void)
+{
+        GError *error = NULL;
+
+        if (client.pool)
+                return 0;
+        if (!client.regs)
+                client.regs = g_hash_table_new_full(reg_key_hash, reg_key_equal,
+                                                    (GDestroyNotify)slot_unref, NULL);
+        if (!client.errors)
+                client.errors = g_ptr_array_new_with_free_func((GDestroyNotify)slot_unref);
+        if (!client.observers)
+                client.observers = g_ptr_array_new_with_free_func((GDestroyNotify)slot_unref);
+        /* CBT-1/CBT-2: unlimited, non-exclusive: a new thread whenever none is idle, so no
+         * invocation ever waits for another; idle threads exit (GLib's idle timeout). */
+        client.pool = g_thread_pool_new(task_run, NULL, -1, FALSE, &error);
+        if (!client.pool) {
+                nfycl_log(LOG_ERR, "cannot create callback threads: %s", error->message);
+                g_error_free(error);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+/* ---- talking to the broker ---------------------------------------------------------------- */
+
+static int dbus_error_to_errno(const DBusError *err)
+{
+        if (dbus_error_has_name(err, DBUS_ERROR_ACCESS_DENIED) ||
+            dbus_error_has_name(err, DBUS_ERROR_AUTH_FAILED))
+                return -EACCES;
+        if (dbus_error_has_name(err, DBUS_ERROR_NO_MEMORY))
+                return -ENOMEM;
+        if (dbus_error_has_name(err, DBUS_ERROR_INVALID_ARGS))
+                return -EINVAL;
+        if (dbus_error_has_name(err, DBUS_ERROR_LIMITS_EXCEEDED))
+                return -E2BIG;
+        return -ENOTCONN;
+}
+
+static int result_from_errno(int r)
+{
+        if (r >= 0)
+                return VFIIPC_OK;
+        return r == -EACCES || r == -EPERM ? VFIIPC_ERR_PERMISSION : VFIIPC_ERR_SERVER;
+}
+
+/* D-Bus strings must be valid UTF-8 (libdbus aborts on invalid ones), and IDs are bounded. */
+static bool id_valid(const char *what, const char *s)
+{
+        if (strlen(s) > VFIIPC_ID_MAX) {
+                nfycl_log(LOG_ERR, "%s is longer than %u bytes", what, VFIIPC_ID_MAX);
+                return false;
+        }
+        if (!dbus_validate_utf8(s, NULL)) {
+                nfycl_log(LOG_ERR, "%s is not valid UTF-8", what);
+                return false;
+        }
+        return true;
+}
+
+static DBusMessage *broker_call_new(const char *method)
+{
+        return dbus_message_new_method_call(VFIIPC_BROKER_NAME, VFIIPC_BROKER_PATH,
+                                            VFIIPC_BROKER_INTERFACE, method);
+}
+
+/* Sends a call; with want_reply waits for the broker's answer. */
+static int broker_call(DBusConnection *c, DBusMessage *m, bool want_reply)
+{
+        DBusMessage *reply;
+        DBusError err;
+        int r = 0;
+
+        if (!want_reply) {
+                dbus_message_set_no_reply(m, TRUE);
+                r = dbus_connection_send(c, m, NULL) ? 0 : -ENOMEM;
+                dbus_message_unref(m);
+                return r;
+        }
+        dbus_error_init(&err);
+        reply = dbus_connection_send_with_reply_and_block(c, m, CALL_TIMEOUT_MS, &err);
+        dbus_message_unref(m);
+        if (!reply) {
+                r = dbus_error_to_errno(&err);
+                nfycl_log(LOG_ERR, "broker call failed: %s", err.message);
+                dbus_error_free(&err);
+                return r;
+        }
+        dbus_message_unref(reply);
+        return 0;
+}
+
+static int broker_register(DBusConnection *c, const char *to, const char *id, int priority,
+                           bool want_reply)
+{
+        DBusMessage *m = broker_call_new("Register");
+        dbus_int32_t prio = priority;
+
+        if (!m || !dbus_message_append_args(m, DBUS_TYPE_STRING, &to, DBUS_TYPE_STRING, &id,
+                                            DBUS_TYPE_INT32, &prio, DBUS_TYPE_INVALID)) {
+                if (m)
+                        dbus_message_unref(m);
+                return -ENOMEM;
+        }
+        return broker_call(c, m, want_reply);
+}
+
+static int broker_call_simple(DBusConnection *c, const char *method, bool want_reply)
+{
+        DBusMessage *m = broker_call_new(method);
+
+        return m ? broker_call(c, m, want_reply) : -ENOMEM;
+}
+
+/* DLV-12: a delivery for a registration this process no longer has goes back to the broker,
+ * which hands it to the next receiver or raises the unicast error. */
+static void broker_bounce(DBusConnection *c, const task_t *t)
+{
+        DBusMessage *m = broker_call_new("Bounce");
+        dbus_uint32_t flags = t->flags;
+        dbus_uint64_t ticket = t->ticket;
+
+        if (!m || !dbus_message_append_args(m, DBUS_TYPE_STRING, &t->from, DBUS_TYPE_STRING,
+                                            &t->to, DBUS_TYPE_STRING, &t->id, DBUS_TYPE_STRING,
+                                            &t->json, DBUS_TYPE_UINT32, &flags, DBUS_TYPE_UINT64,
+                                            &ticket, DBUS_TYPE_INVALID)) {
+                nfycl_log(LOG_ERR, "out of memory: cannot return '%s' to the server", t->id);
+                if (m)
+                        dbus_message_unref(m);
+                return;
+        }
+        nfycl_log(LOG_DEBUG, "returning '%s' for '%s' to the server", t->id, t->to);
+        broker_call(c, m, false);
+}
+
+static DBusConnection *client_conn_ref(void)
+{
+        DBusConnection *c;
+
+        pthread_mutex_lock(&client.lock);
+        c = client.conn ? dbus_connection_ref(client.conn) : NULL;
+        pthread_mutex_unlock(&client.lock);
+        return c;
+}
+
+/* ---- receiving ---------------------------------------------------------------------------- */
+
+static void task_free(task_t *t)
+{
+        slot_unref(t->slot);
+        dbus_message_unref(t->msg);
+        free(t);
+}
+
+/* Worker thread: one invocation (CBT-1). */
+static void task_run(gpointer p, gpointer unused)
+{
+        task_t *t = p;
+        slot_t *s = t->slot;
+        json_t *param = NULL;
+        bool removed;
+
+        pthread_mutex_lock(&client.lock);
+        removed = s->removed;
+        if (!removed)
+                s->running++;
+        pthread_mutex_unlock(&client.lock);
+
+        if (removed) {
+                /* Unregistered after the delivery arrived: nothing may be lost (DLV-12). */
+                if (s->kind == SLOT_NOTIFY && t->ticket) {
+                        DBusConnection *c = client_conn_ref();
+                        if (c) {
+                                broker_bounce(c, t);
+                                dbus_connection_unref(c);
+                        }
+                }
+                task_free(t);
+                return;
+        }
+
+        current_slot = s;
+        if (s->kind == SLOT_OBSERVER)
+                s->observe(s->cb, s->data, t->from, t->to, t->id, t->flags);
+        else {
+                json_error_t err;
+                param = json_text_parse(t->json, strlen(t->json), &err);
+                if (param)
+                        s->notify(s->cb, s->data, t->from, t->to, t->id, param, t->flags);
+                else
+                        nfycl_log(LOG_ERR, "dropping '%s' from '%s': invalid JSON at %d: %s",
+                                  t->id, t->from, err.position, err.text);
+                json_decref(param);
+        }
+        current_slot = NULL;
+
+        pthread_mutex_lock(&client.lock);
+        s->running--;
+        pthread_cond_broadcast(&client.changed);
+        pthread_mutex_unlock(&client.lock);
+        task_free(t);
+}
+
+static void task_push(slot_t *s, DBusMessage *m, const char *from, const char *to,
+                      const char *id, const char *json, unsigned flags, uint64_t ticket)
+{
+        task_t *t = malloc(sizeof(*t));
+
+        if (!t) {
+                nfycl_log(LOG_ERR, "out of memory: dropping '%s' from '%s'", id, from);
+                slot_unref(s);
+                return;
+        }
+        *t = (task_t){.slot = s, .msg = dbus_message_ref(m), .from = from, .to = to, .id = id,
+                      .json = json, .flags = flags, .ticket = ticket};
+        /* ORD-3: pushed in arrival order, so callbacks start in that order. */
+        pthread_mutex_lock(&client.lock);
+        if (client.pool)
+                g_thread_pool_push(client.pool, t, NULL);
+        pthread_mutex_unlock(&client.lock);
+}
+
+static void on_deliver(DBusConnection *c, DBusMessage *m)
+{
+        const char *from, *to, *id, *json, *receiver;
+        dbus_uint32_t flags;
+        dbus_uint64_t ticket;
+        slot_t *s;
+
+        if (!dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &from, DBUS_TYPE_STRING, &to,
+                                   DBUS_TYPE_STRING, &id, DBUS_TYPE_STRING, &json,
+                                   DBUS_TYPE_UINT32, &flags, DBUS_TYPE_STRING, &receiver,
+                                   DBUS_TYPE_UINT64, &ticket, DBUS_TYPE_INVALID)) {
+                nfycl_log(LOG_WARNING, "ignoring malformed Deliver");
+                return;
+        }
+        pthread_mutex_lock(&client.lock);
+        s = regs_lookup(receiver, id);
+        if (s)
+                slot_ref(s);
+        pthread_mutex_unlock(&client.lock);
+        if (s)
+                task_push(s, m, from, to, id, json, flags, ticket);
+        else if (ticket) {
+                task_t t = {.from = from, .to = to, .id = id, .json = json, .flags = flags,
+                            .ticket = ticket};
+                broker_bounce(c, &t);
+        }
+}
+
+/* Unicast errors and observations go to every callback of the list (UE-5, OBS-4). */
+static void on_list_signal(DBusMessage *m, GPtrArray *list, const char *from, const char *to,
+                           const char *id, const char *json, unsigned flags)
+{
+        slot_t **v = NULL;
+        guint n = 0;
+
+        pthread_mutex_lock(&client.lock);
+        if (list && list->len) {
+                v = g_new(slot_t *, list->len);
+                for (guint i = 0; i < list->len; i++)
+                        v[n++] = slot_ref(g_ptr_array_index(list, i));
+        }
+        pthread_mutex_unlock(&client.lock);
+        for (guint i = 0; i < n; i++)
+                task_push(v[i], m, from, to, id, json, flags, 0);
+        g_free(v);
+}
+
+static void on_unicast_error(DBusMessage *m)
+{
+        const char *from, *to, *id, *json;
+        dbus_uint32_t flags;
+
+        if (!dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &from, DBUS_TYPE_STRING, &to,
+                                   DBUS_TYPE_STRING, &id, DBUS_TYPE_STRING, &json,
+                                   DBUS_TYPE_UINT32, &flags, DBUS_TYPE_INVALID)) {
+                nfycl_log(LOG_WARNING, "ignoring malformed UnicastError");
+                return;
+        }
+        nfycl_log(LOG_INFO, "unicast error: '%s' from '%s' to '%s'", id, from, to);
+        on_list_signal(m, client.errors, from, to, id, json, flags);
+}
+
+static void on_observed(DBusMessage *m)
+{
+        const char *from, *to, *id;
+        dbus_uint32_t flags;
+
+        if (!dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &from, DBUS_TYPE_STRING, &to,
+                                   DBUS_TYPE_STRING, &id, DBUS_TYPE_UINT32, &flags,
+                                   DBUS_TYPE_INVALID)) {
+                nfycl_log(LOG_WARNING, "ignoring malformed Observed");
+                return;
+        }
+        on_list_signal(m, client.observers, from, to, id, NULL, flags);
+}
+
+static int reregister_all(DBusConnection *c);
+
+static void on_broker_owner_changed(DBusConnection *c, DBusMessage *m)
+{
+        const char *name, *old_owner, *new_owner;
+        bool restarted;
+
+        if (!dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &name, DBUS_TYPE_STRING, &old_owner,
+                                   DBUS_TYPE_STRING, &new_owner, DBUS_TYPE_INVALID) ||
+            !streq(name, VFIIPC_BROKER_NAME))
+                return;
+        pthread_mutex_lock(&client.lock);
+        restarted = *new_owner && (!client.broker || !streq(client.broker, new_owner));
+        free(client.broker);
+        client.broker = *new_owner ? strdup(new_owner) : NULL;
+        pthread_mutex_unlock(&client.lock);
+        /* A new broker on the same bus knows nothing of us: register everything again. */
+        if (restarted) {
+                nfycl_log(LOG_NOTICE, "server restarted on the bus, registering again");
+                reregister_all(c);
+        }
+}
+
+/* Dispatcher thread: routes signals; application code never runs here. */
+static DBusHandlerResult client_filter(DBusConnection *c, DBusMessage *m, void *userdata)
+{
+        const char *sender = dbus_message_get_sender(m);
+        const char *member;
+        bool trusted;
+
+        if (dbus_message_get_type(m) != DBUS_MESSAGE_TYPE_SIGNAL || !sender)
+                return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
+        if (streq(sender, DBUS_SERVICE_DBUS) &&
+            dbus_message_is_signal(m, DBUS_INTERFACE_DBUS, "NameOwnerChanged")) {
+                on_broker_owner_changed(c, m);
+                return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
+        }
+        if (!dbus_message_has_interface(m, VFIIPC_CLIENT_INTERFACE))
+                return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
+
+        /* Only the broker may deliver: another client could otherwise forge notifications. */
+        pthread_mutex_lock(&client.lock);
+        trusted = client.broker && streq(client.broker, sender);
+        pthread_mutex_unlock(&client.lock);
+        if (!trusted) {
+                nfycl_log(LOG_WARNING, "ignoring %s from %s: not the server",
+                          dbus_message_get_member(m), sender);
+                return DBUS_HANDLER_RESULT_HANDLED;
+        }
+        member = dbus_message_get_member(m);
+        if (streq(member, "Deliver"))
+                on_deliver(c, m);
+        else if (streq(member, "Observed"))
+                on_observed(m);
+        else if (streq(member, "UnicastError"))
+                on_unicast_error(m);
+        return DBUS_HANDLER_RESULT_HANDLED;
+}
+
+/* ---- connection life cycle ---------------------------------------------------------------- */
+
+/* Opens a private connection (never the shared one: libdbus would _exit() the application when
+ * the bus goes away) and finds the broker. */
+static int connection_open(DBusConnection **ret_conn, char **ret_broker)
+{
+        _cleanup_free_ char *address = NULL;
+        DBusConnection *c;
+        DBusMessage *m, *reply;
+        const char *owner, *name = VFIIPC_BROKER_NAME;
+        char *broker;
+        DBusError err;
+        int r;
+
+        r = bus_address_get(&address);
+        if (r < 0)
+                return r;
+        dbus_error_init(&err);
+        c = dbus_connection_open_private(address, &err);
+        if (!c) {
+                r = dbus_error_to_errno(&err);
+                nfycl_log(LOG_DEBUG, "no server at %s: %s", address, err.message);
+                dbus_error_free(&err);
+                return r;
+        }
+        dbus_connection_set_exit_on_disconnect(c, FALSE);
+        if (!dbus_bus_register(c, &err))
+                goto fail;
+        dbus_bus_add_match(c, MATCH_BROKER_OWNER, &err);
+        if (dbus_error_is_set(&err))
+                goto fail;
+        m = dbus_message_new_method_call(DBUS_SERVICE_DBUS, DBUS_PATH_DBUS, DBUS_INTERFACE_DBUS,
+                                         "GetNameOwner");
+        if (!m || !dbus_message_append_args(m, DBUS_TYPE_STRING, &name, DBUS_TYPE_INVALID)) {
+                if (m)
+                        dbus_message_unref(m);
+                dbus_set_error_const(&err, DBUS_ERROR_NO_MEMORY, "out of memory");
+                goto fail;
+        }
+        reply = dbus_connection_send_with_reply_and_block(c, m, CALL_TIMEOUT_MS, &err);
+        dbus_message_unref(m);
+        if (!reply)
+                goto fail;
+        broker = dbus_message_get_args(reply, &err, DBUS_TYPE_STRING, &owner, DBUS_TYPE_INVALID)
+                         ? strdup(owner)
+                         : NULL;
+        dbus_message_unref(reply);
+        if (!broker) {
+                if (!dbus_error_is_set(&err))
+                        dbus_set_error_const(&err, DBUS_ERROR_NO_MEMORY, "out of memory");
+                goto fail;
+        }
+        if (!dbus_connection_add_filter(c, client_filter, NULL, NULL)) {
+                free(broker);
+                dbus_set_error_const(&err, DBUS_ERROR_NO_MEMORY, "out of memory");
+                goto fail;
+        }
+        *ret_conn = c;
+        *ret_broker = broker;
+        return 0;
+
+fail:
+        r = dbus_error_to_errno(&err);
+        if (r == -EACCES || r == -ENOMEM)
+                nfycl_log(LOG_ERR, "cannot use the server at %s: %s", address, err.message);
+        else
+                nfycl_log(LOG_DEBUG, "no server at %s: %s", address, err.message);
+        dbus_error_free(&err);
+        dbus_connection_close(c);
+        dbus_connection_unref(c);
+        return r == -EACCES ? r : -ENOTCONN;
+}
+
+static void connection_drop(DBusConnection *c)
+{
+        dbus_connection_remove_filter(c, client_filter, NULL);
+        dbus_connection_close(c);
+        dbus_connection_unref(c);
+}
+
+/* LIFE-2, G-68: tells a (new) broker about every registration and the observer flag. The calls
+ * go out without waiting; a final Ping returns once the broker has processed them all. */
+static int reregister_all(DBusConnection *c)
+{
+        GPtrArray *v = g_ptr_array_new_with_free_func((GDestroyNotify)slot_unref);
+        GHashTableIter it;
+        gpointer key;
+        bool observe;
+        DBusMessage *ping;
+        int r = 0;
+
+        pthread_mutex_lock(&client.lock);
+        if (client.regs) {
+                g_hash_table_iter_init(&it, client.regs);
+                while (g_hash_table_iter_next(&it, &key, NULL))
+                        g_ptr_array_add(v, slot_ref(key));
+        }
+        observe = client.observers && client.observers->len > 0;
+        pthread_mutex_unlock(&client.lock);
+
+        for (guint i = 0; i < v->len && r >= 0; i++) {
+                slot_t *s = g_ptr_array_index(v, i);
+                r = broker_register(c, s->to, s->id, s->priority, false);
+        }
+        if (r >= 0 && observe)
+                r = broker_call_simple(c, "AddObserver", false);
+        if (r >= 0) {
+                ping = dbus_message_new_method_call(VFIIPC_BROKER_NAME, VFIIPC_BROKER_PATH,
+                                                    DBUS_INTERFACE_PEER, "Ping");
+                r = ping ? broker_call(c, ping, true) : -ENOMEM;
+        }
+        nfycl_log(r < 0 ? LOG_WARNING : LOG_INFO, "registered %u notification IDs again%s",
+                  v->len, r < 0 ? ": failed" : "");
+        g_ptr_array_unref(v);
+        return r;
+}
+
+/* Runs the connection until it breaks, then re-connects with back-off and re-registers, for
+ * the life of the process (G-77: never joined). */
+static void *dispatcher_run(void *arg)
+{
+        DBusConnection *c = arg;
+
+        for (;;) {
+                bus_loop_t *loop = NULL;
+                unsigned delay = BACKOFF_MIN_MS;
+                char *broker = NULL;
+                int r;
+
+                r = bus_loop_new(c, &loop);
+                if (r >= 0)
+                        bus_loop_run(loop);
+                else
+                        nfycl_log(LOG_ERR, "cannot watch the server connection: %s", strerror(-r));
+                bus_loop_free(loop);
+
+                pthread_mutex_lock(&client.lock);
+                if (client.conn == c) {
+                        dbus_connection_unref(client.conn);
+                        client.conn = NULL;
+                }
+                g_clear_pointer(&client.broker, free);
+                client.state = CONN_RECONNECTING;
+                pthread_mutex_unlock(&client.lock);
+                connection_drop(c);
+                nfycl_log(LOG_WARNING, "lost the server; reconnecting");
+
+                for (;;) {
+                        g_usleep(delay * 1000);
+                        if (connection_open(&c, &broker) >= 0) {
+                                pthread_mutex_lock(&client.lock);
+                                client.broker = broker;
+                                pthread_mutex_unlock(&client.lock);
+                                if (reregister_all(c) >= 0)
+                                        break;
+                                connection_drop(c);
+                        }
+                        delay = MIN(delay * 2, BACKOFF_MAX_MS);
+                }
+                pthread_mutex_lock(&client.lock);
+                client.conn = dbus_connection_ref(c);
+                client.state = CONN_UP;
+                pthread_mutex_unlock(&client.lock);
+                nfycl_log(LOG_NOTICE, "reconnected to the server");
+        }
+        return NULL;
+}
+
+/* The connection for an API call, set up on first use. While the dispatcher re-connects,
+ * calls fail at once with -ENOTCONN (G-68: NOTIFY_ERR_SERVER while disconnected). */
+static int client_conn_get(DBusConnection **ret)
+{
+        DBusConnection *c = NULL;
+        char *broker = NULL;
+        pthread_attr_t attr;
+        pthread_t thread;
+        int r;
+
+        pthread_once(&client_once, client_once_init);
+
+        pthread_mutex_lock(&client.lock);
+        r = client_tables_ensure();
+        if (r >= 0 && client.state == CONN_UP)
+                c = dbus_connection_ref(client.conn);
+        else if (r >= 0 && client.state == CONN_RECONNECTING)
+                r = -ENOTCONN;
+        pthread_mutex_unlock(&client.lock);
+        if (r < 0 || c) {
+                if (c)
+                        *ret = c;
+                return r;
+        }
+
+        pthread_mutex_lock(&client.connect_lock);
+        pthread_mutex_lock(&client.lock);
+        if (client.state != CONN_NONE) {
+                /* Someone else connected meanwhile. */
+                c = client.conn ? dbus_connection_ref(client.conn) : NULL;
+                pthread_mutex_unlock(&client.lock);
+                pthread_mutex_unlock(&client.connect_lock);
+                if (!c)
+                        return -ENOTCONN;
+                *ret = c;
+                return 0;
+        }
+        pthread_mutex_unlock(&client.lock);
+
+        r = connection_open(&c, &broker);
+        if (r >= 0) {
+                pthread_mutex_lock(&client.lock);
+                client.conn = dbus_connection_ref(c);
+                client.broker = broker;
+                client.state = CONN_UP;
+                pthread_mutex_unlock(&client.lock);
+
+                pthread_attr_init(&attr);
+                pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+                /* The dispatcher owns one reference of c for its whole life. */
+                r = -pthread_create(&thread, &attr, dispatcher_run, dbus_connection_ref(c));
+                pthread_attr_destroy(&attr);
+                if (r < 0) {
+                        nfycl_log(LOG_ERR, "cannot start the dispatcher thread: %s", strerror(-r));
+                        pthread_mutex_lock(&client.lock);
+                        dbus_connection_unref(client.conn); /* the thread's reference */
+                        dbus_connection_unref(client.conn);
+                        client.conn = NULL;
+                        g_clear_pointer(&client.broker, free);
+                        client.state = CONN_NONE;
+                        pthread_mutex_unlock(&client.lock);
+                        connection_drop(c);
+                        c = NULL;
+                }
+        }
+        pthread_mutex_unlock(&client.connect_lock);
+        if (r < 0)
+                return r;
+        *ret = c;
+        return 0;
+}
+
+/* ---- the API ------------------------------------------------------------------------------ */
+
+static bool app_id_usable(const char *id)
+{
+        return !isempty(id) && !streq(id, "1") && !streq(id, "*");
+}
+
+void client_app_id_set(const char *app_id)
+{
+        char *copy = strdup(app_id ? app_id : "");
+
+        pthread_mutex_lock(&client.lock);
+        free(client.app_id);
+        client.app_id = copy;
+        pthread_mutex_unlock(&client.lock);
+}
+
+char *client_app_id_get(void)
+{
+        char *s;
+
+        pthread_mutex_lock(&client.lock);
+        s = strdup(client.app_id ? client.app_id : "");
+        pthread_mutex_unlock(&client.lock);
+        return s;
+}
+
+/* APPID-3/G-65: the own ID, or NULL when there is no usable one. */
+static char *app_id_effective(void)
+{
+        char *s = client_app_id_get();
+
+        if (s && !app_id_usable(s))
+                g_clear_pointer(&s, free);
+        return s;
+}
+
+int client_notify(const char *to, const char *notification_id, const char *json, size_t len,
+                  unsigned flags, const char *from)
+{
+        _cleanup_free_ char *own = NULL;
+        DBusConnection *c;
+        DBusMessage *m;
+        dbus_uint32_t f = flags;
+        int r;
+
+        to = to ? to : "";
+        notification_id = notification_id ? notification_id : "";
+        if (isempty(from)) {
+                own = app_id_effective();
+                if (!own)
+                        return VFIIPC_ERR_APP_ID; /* NTF-4 */
+                from = own;
+        }
+        if (!id_valid("from", from) || !id_valid("to", to) ||
+            !id_valid("notification ID", notification_id))
+                return VFIIPC_ERR_SERVER;
+        if (!json || len > VFIIPC_PARAM_MAX || strlen(json) != len ||
+            !dbus_validate_utf8(json, NULL)) {
+                nfycl_log(LOG_ERR, "refusing '%s': param is not JSON text of at most %u bytes",
+                          notification_id, VFIIPC_PARAM_MAX);
+                return VFIIPC_ERR_SERVER;
+        }
+
+        r = client_conn_get(&c);
+        if (r < 0)
+                return result_from_errno(r);
+        m = broker_call_new("Notify");
+        if (!m || !dbus_message_append_args(m, DBUS_TYPE_STRING, &from, DBUS_TYPE_STRING, &to,
+                                            DBUS_TYPE_STRING, &notification_id, DBUS_TYPE_STRING,
+                                            &json, DBUS_TYPE_UINT32, &f, DBUS_TYPE_INVALID)) {
+                if (m)
+                        dbus_message_unref(m);
+                dbus_connection_unref(c);
+                return VFIIPC_ERR_SERVER;
+        }
+        /* ORD-1: fire and forget; undeliverable unicasts come back as UnicastError (NTF-5). */
+        r = broker_call(c, m, false);
+        if (r >= 0 && !dbus_connection_get_is_connected(c))
+                r = -ENOTCONN;
+        dbus_connection_unref(c);
+        return result_from_errno(r);
+}
+
+int client_register(const char *notification_id, client_invoke_fn invoke, client_fn cb,
+                    void *data, int priority, const char *to)
+{
+        _cleanup_free_ char *own = NULL;
+        slot_t *s, old = {0};
+        bool replaced = false;
+        DBusConnection *c;
+        int r;
+
+        if (!cb)
+                return client_unregister(notification_id, NULL, NULL, to); /* REG-4 */
+        notification_id = notification_id ? notification_id : "";
+        if (isempty(to)) {
+                own = app_id_effective();
+                if (!own)
+                        return VFIIPC_ERR_APP_ID; /* REG-7 */
+                to = own;
+        }
+        if (!app_id_usable(to))
+                return VFIIPC_ERR_APP_ID; /* G-65: "1" and "*" are no receiver IDs */
+        if (!id_valid("receiver ID", to) || !id_valid("notification ID", notification_id))
+                return VFIIPC_ERR_SERVER;
+
+        r = client_conn_get(&c);
+        if (r < 0)
+                return result_from_errno(r); /* REG-6, SRV-2 */
+
+        /* Stored before the broker knows it, so a delivery racing the reply finds it. */
+        pthread_mutex_lock(&client.lock);
+        s = regs_lookup(to, notification_id);
+        if (s) {
+                /* REG-3: same (ID, receiver) in this process: callback, data, priority replaced. */
+                old = *s;
+                replaced = true;
+                s->notify = invoke;
+                s->cb = cb;
+                s->data = data;
+                s->priority = priority;
+        } else {
+                s = slot_new(SLOT_NOTIFY, cb, data);
+                if (s) {
+                        s->notify = invoke;
+                        s->priority = priority;
+                        s->to = strdup(to);
+                        s->id = strdup(notification_id);
+                }
+                if (!s || !s->to || !s->id) {
+                        slot_unref(s);
+                        pthread_mutex_unlock(&client.lock);
+                        dbus_connection_unref(c);
+                        return VFIIPC_ERR_SERVER;
+                }
+                g_hash_table_add(client.regs, s);
+        }
+        pthread_mutex_unlock(&client.lock);
+
+        r = broker_register(c, to, notification_id, priority, true);
+        dbus_connection_unref(c);
+        if (r >= 0) {
+                nfycl_log(LOG_INFO, "registered '%s' for '%s' (priority %d)", notification_id, to,
+                          priority);
+                return VFIIPC_OK;
+        }
+
+        /* REG-9: on error nothing was registered (or the old registration stays). */
+        pthread_mutex_lock(&client.lock);
+        if (regs_lookup(to, notification_id) == s && !s->removed) {
+                if (replaced) {
+                        s->notify = old.notify;
+                        s->cb = old.cb;
+                        s->data = old.data;
+                        s->priority = old.priority;
+                } else {
+                        s->removed = true;
+                        g_hash_table_remove(client.regs, s);
+                }
+        }
+        pthread_mutex_unlock(&client.lock);
+        return result_from_errno(r);
+}
+
+int client_unregister(const char *notification_id, client_fn cb, void *data, const char *to)
+{
+        _cleanup_free_ char *own = NULL;
+        DBusConnection *c = NULL;
+        slot_t *s;
+
+        notification_id = notification_id ? notification_id : "";
+        if (isempty(to)) {
+                own = app_id_effective();
+                if (!own)
+                        return VFIIPC_OK; /* nothing can be registered under no ID (UNREG-6) */
+                to = own;
+        }
+
+        pthread_mutex_lock(&client.lock);
+        s = regs_lookup(to, notification_id);
+        /* UNREG-2/3: cb NULL matches any; data NULL matches any data of cb. */
+        if (s && (!cb || (s->cb == cb && (!data || s->data == data)))) {
+                s->removed = true;
+                slot_ref(s);
+                g_hash_table_remove(client.regs, s);
+                c = client.conn ? dbus_connection_ref(client.conn) : NULL;
+        } else
+                s = NULL;
+        pthread_mutex_unlock(&client.lock);
+        if (!s)
+                return VFIIPC_OK;
+
+        /* Deliveries already on their way are bounced by us (DLV-12); ours is NO_REPLY so an
+         * unreachable server cannot delay the clean-up (UNREG-6). */
+        if (c) {
+                DBusMessage *m = broker_call_new("Unregister");
+                if (m && dbus_message_append_args(m, DBUS_TYPE_STRING, &to, DBUS_TYPE_STRING,
+                                                  &notification_id, DBUS_TYPE_INVALID))
+                        broker_call(c, m, false);
+                else if (m)
+                        dbus_message_unref(m);
+                dbus_connection_unref(c);
+        }
+        slots_wait(&s, 1); /* UNREG-4, UNREG-5 */
+        slot_unref(s);
+        nfycl_log(LOG_INFO, "unregistered '%s' for '%s'", notification_id, to);
+        return VFIIPC_OK;
+}
+
+/* Removes the matching slots of a list and waits for them; returns how many are left. */
+static guint list_remove(GPtrArray **listp, client_fn cb, void *data)
+{
+        GPtrArray *gone = g_ptr_array_new_with_free_func((GDestroyNotify)slot_unref);
+        guint left;
+
+        pthread_mutex_lock(&client.lock);
+        for (guint i = 0; *listp && i < (*listp)->len;) {
+                slot_t *s = g_ptr_array_index(*listp, i);
+                if (!cb || (s->cb == cb && (!data || s->data == data))) {
+                        s->removed = true;
+                        g_ptr_array_add(gone, slot_ref(s));
+                        g_ptr_array_remove_index(*listp, i);
+                } else
+                        i++;
+        }
+        left = *listp ? (*listp)->len : 0;
+        pthread_mutex_unlock(&client.lock);
+        slots_wait((slot_t *const *)gone->pdata, gone->len);
+        g_ptr_array_unref(gone);
+        return left;
+}
+
+/* Adds (cb, data) unless present (UE-5). Returns 1 if added, 0 if present, <0 on error. */
+static int list_add(GPtrArray **listp, slot_kind_t kind, client_invoke_fn notify,
+                    client_observe_fn observe, client_fn cb, void *data, guint *ret_len)
+{
+        slot_t *s;
+
+        pthread_once(&client_once, client_once_init);
+        pthread_mutex_lock(&client.lock);
+        if (client_tables_ensure() < 0) {
+                pthread_mutex_unlock(&client.lock);
+                return -ENOMEM;
+        }
+        for (guint i = 0; i < (*listp)->len; i++) {
+                s = g_ptr_array_index(*listp, i);
+                if (s->cb == cb && s->data == data) {
+                        pthread_mutex_unlock(&client.lock);
+                        return 0;
+                }
+        }
+        s = slot_new(kind, cb, data);
+        if (!s) {
+                pthread_mutex_unlock(&client.lock);
+                return -ENOMEM;
+        }
+        s->notify = notify;
+        s->observe = observe;
+        g_ptr_array_add(*listp, s);
+        *ret_len = (*listp)->len;
+        pthread_mutex_unlock(&client.lock);
+        return 1;
+}
+
+int client_unicast_error_add(client_invoke_fn invoke, client_fn cb, void *data)
+{
+        guint n;
+
+        if (!cb) {
+                list_remove(&client.errors, NULL, NULL); /* UE-4 */
+                return VFIIPC_OK;
+        }
+        /* Error callbacks are local: the broker reports every failed unicast to its sender. */
+        return list_add(&client.errors, SLOT_ERROR, invoke, NULL, cb, data, &n) < 0
+                       ? VFIIPC_ERR_SERVER
+                       : VFIIPC_OK;
+}
+
+int client_unicast_error_remove(client_fn cb, void *data)
+{
+        list_remove(&client.errors, cb, data); /* UE-6, UE-7 */
+        return VFIIPC_OK;
+}
+
+int client_observer_add(client_observe_fn invoke, client_fn cb, void *data)
+{
+        DBusConnection *c;
+        guint n = 0;
+        int r;
+
+        if (!cb) {
+                client_observer_remove(NULL, NULL); /* OBS-D-1 */
+                return VFIIPC_OK;
+        }
+        r = client_conn_get(&c); /* OBS-4: needs a reachable server */
+        if (r < 0)
+                return result_from_errno(r);
+        r = list_add(&client.observers, SLOT_OBSERVER, NULL, invoke, cb, data, &n);
+        if (r > 0 && n == 1) {
+                r = broker_call_simple(c, "AddObserver", true);
+                if (r < 0)
+                        list_remove(&client.observers, cb, data);
+        }
+        dbus_connection_unref(c);
+        return r < 0 ? result_from_errno(r) : VFIIPC_OK;
+}
+
+int client_observer_remove(client_fn cb, void *data)
+{
+        DBusConnection *c;
+
+        if (list_remove(&client.observers, cb, data) == 0 && (c = client_conn_ref())) {
+                broker_call_simple(c, "RemoveObserver", false);
+                dbus_connection_unref(c);
+        }
+        return VFIIPC_OK;
+}
