@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -56,6 +57,8 @@ static void spawn(server_fixture_t *f)
 
         g_assert_cmpint(pid, >=, 0);
         if (pid == 0) {
+                /* A test that aborts must not leave its server behind. */
+                prctl(PR_SET_PDEATHSIG, SIGTERM);
                 int null = open("/dev/null", O_RDWR);
                 if (null >= 0 && !g_getenv("VFIIPC_TEST_SERVER_LOG"))
                         dup2(null, STDERR_FILENO);

@@ -1,0 +1,611 @@
+/* lib/broker/server.c — the notification server of the C API: configuration, the private bus,
+ * the broker name, serving (SRVF-1…9, SRV-1…5, G-66, G-67; design.md "The private bus").
+ *
+ * Start-up order (G-67): the configuration is read in vfiipc_server_new(), before anything is
+ * created or bound. vfiipc_server_start() then, for unix:path= addresses, creates the socket's
+ * directory, takes `<path>.lock` (flock: the single-instance lock, released by the kernel
+ * however the server ends), checks that nothing answers on the socket (a live server is left
+ * untouched; a stale socket is removed), starts dbus-daemon on the address and owns the broker
+ * name with DO_NOT_QUEUE. Any other address has no lock; a bus that answers there with the
+ * broker name owned means a server runs already.
+ *
+ * Threads: new/start/free on any thread, serve and free on the same thread (the loop thread);
+ * stop from any thread or a signal handler, but not concurrently with free. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <dbus/dbus.h>
+
+#include "broker/broker.h"
+#include "bus/address.h"
+#include "bus/daemon.h"
+#include "bus/loop.h"
+#include "bus/protocol.h"
+#include "config.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "remote/whitelist.h"
+#include "vfiipc/notify.h"
+
+#define DAEMON_READY_TIMEOUT_MS 10000 /* a loaded embedded system may be slow to exec */
+#define DAEMON_STOP_GRACE_MS 2000     /* SIGTERM, then SIGKILL */
+#define PROBE_TIMEOUT_MS 1000         /* asking a bus found on our address */
+#define PROBE_SETTLE_MS 2000 /* how long something that answers may take to turn out stale */
+#define LOCK_TRIES 16
+
+struct vfiipc_server {
+        whitelist_t *whitelist; /* NULL: no remote access (SRVF-3, SRVF-6) */
+
+        char *address;     /* the address rule's result */
+        char *socket_path; /* for unix:path= addresses, else NULL */
+        char *lock_path;   /* <socket_path>.lock */
+        int lock_fd;       /* held flock, or -1 */
+
+        bool socket_ours; /* the socket file at socket_path is the one our daemon created */
+        dev_t socket_dev;
+        ino_t socket_ino;
+
+        bus_daemon_t *daemon;
+        DBusConnection *conn;
+        _Atomic(bus_loop_t *) loop;
+        broker_t *broker;
+
+        bool started;
+        atomic_bool stop_requested;
+};
+
+/* Where internal results become the public ones: the one place (style.md). */
+enum server_phase {
+        PHASE_CONFIG, /* reading the whitelist file */
+        PHASE_START,  /* creating the endpoint, starting the bus, owning the name */
+        PHASE_SERVE,
+};
+
+static vfiipc_result server_result(int r, enum server_phase phase)
+{
+        if (r >= 0)
+                return VFIIPC_OK;
+        if (r == -ENOMEM)
+                return VFIIPC_ERR_SERVER;
+        switch (phase) {
+        case PHASE_CONFIG:
+                /* SRV-4, SRVF-7: invalid content vs. a file that cannot be opened or read. */
+                return r == -EBADMSG ? VFIIPC_ERR_CONFIG_SYNTAX : VFIIPC_ERR_CONFIG_FILE;
+        case PHASE_START:
+                /* G-66: the endpoint may not be created. Everything else, a running server
+                 * (-EBUSY) included, is a server error (G-67). */
+                return r == -EACCES || r == -EPERM ? VFIIPC_ERR_PERMISSION : VFIIPC_ERR_SERVER;
+        case PHASE_SERVE:
+        default:
+                return VFIIPC_ERR_SERVER;
+        }
+}
+
+static long long now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the socket's directory ------------------------------------------------------------ */
+
+/* mkdir -p; the last component gets `mode` exactly (not reduced by the umask) when we create
+ * it, missing ancestors 0755. An existing directory is left as it is. */
+static int dir_make(const char *dir, mode_t mode)
+{
+        _cleanup_free_ char *p = strdup(dir);
+        struct stat st;
+
+        if (!p)
+                return -ENOMEM;
+        for (char *slash = p + 1;; slash++) {
+                bool last;
+
+                slash = strchr(slash, '/');
+                last = !slash || slash[strspn(slash, "/")] == '\0';
+                if (slash)
+                        *slash = '\0';
+                if (mkdir(p, last ? mode : 0755) == 0) {
+                        if (last && chmod(p, mode) < 0)
+                                return -errno;
+                } else if (errno != EEXIST)
+                        return -errno;
+                if (last)
+                        break;
+                *slash = '/';
+        }
+        if (stat(p, &st) < 0)
+                return -errno;
+        return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+static int server_make_dir(vfiipc_server *s)
+{
+        _cleanup_free_ char *dir = strdup(s->socket_path), *own = NULL;
+        const char *rt = getenv("XDG_RUNTIME_DIR");
+        mode_t mode = 0755;
+        char *slash;
+        int r;
+
+        if (!dir)
+                return -ENOMEM;
+        slash = strrchr(dir, '/');
+        if (!slash || slash == dir)
+                return 0; /* relative name in the working directory, or a socket in / */
+        *slash = '\0';
+        /* The per-user default directory is private to its user; /run/vfiipc (the system-wide
+         * default) and directories named by VFIIPC_BUS_ADDRESS are searchable by all, the
+         * socket being what the bus policy guards. */
+        if (!isempty(rt) && rt[0] == '/') {
+                if (asprintf(&own, "%s/vfiipc", rt) < 0) {
+                        own = NULL;
+                        return -ENOMEM;
+                }
+                if (streq(own, dir))
+                        mode = 0700;
+        }
+        r = dir_make(dir, mode);
+        if (r < 0)
+                return nfy_log_errno(LOG_ERR, r, "cannot create the bus directory %s", dir);
+        return 0;
+}
+
+/* ---- the single-instance lock (SRV-5, G-67) --------------------------------------------- */
+
+static int server_lock(vfiipc_server *s)
+{
+        if (asprintf(&s->lock_path, "%s.lock", s->socket_path) < 0) {
+                s->lock_path = NULL;
+                return -ENOMEM;
+        }
+        for (int i = 0; i < LOCK_TRIES; i++) {
+                struct stat a, b;
+                int fd;
+
+                fd = open(s->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+                if (fd < 0) {
+                        int r = -errno;
+                        return nfy_log_errno(LOG_ERR, r, "cannot open the lock file %s",
+                                             s->lock_path);
+                }
+                if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                        int r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+                        close(fd);
+                        if (r == -EBUSY)
+                                nfy_log(LOG_ERR, "a notification server runs already on %s",
+                                        s->address);
+                        else
+                                nfy_log_errno(LOG_ERR, r, "cannot lock %s", s->lock_path);
+                        return r;
+                }
+                /* A server that shuts down unlinks its lock file while holding it; if we
+                 * opened that file just before, our lock is on an orphan inode. Only the
+                 * lock on the file that the path names counts. */
+                if (fstat(fd, &a) == 0 && stat(s->lock_path, &b) == 0 && a.st_dev == b.st_dev &&
+                    a.st_ino == b.st_ino) {
+                        s->lock_fd = fd;
+                        return 0;
+                }
+                close(fd);
+        }
+        return nfy_log(LOG_ERR, "cannot take the lock %s: it keeps being replaced", s->lock_path),
+               -EBUSY;
+}
+
+/* ---- is somebody there already? --------------------------------------------------------- */
+
+/* One call to the bus driver, bounded by the deadline also while authenticating: the
+ * blocking libdbus calls (dbus_bus_register(), send_with_reply_and_block()) first flush
+ * without a timeout, which never returns against a listener that does not speak D-Bus. */
+static DBusMessage *bus_call(DBusConnection *c, const char *method, const char *arg,
+                             long long deadline)
+{
+        DBusPendingCall *pending = NULL;
+        DBusMessage *m, *reply = NULL;
+
+        m = dbus_message_new_method_call(DBUS_SERVICE_DBUS, DBUS_PATH_DBUS, DBUS_INTERFACE_DBUS,
+                                         method);
+        if (!m)
+                return NULL;
+        if ((arg && !dbus_message_append_args(m, DBUS_TYPE_STRING, &arg, DBUS_TYPE_INVALID)) ||
+            !dbus_connection_send_with_reply(c, m, &pending, PROBE_TIMEOUT_MS) || !pending) {
+                dbus_message_unref(m);
+                return NULL;
+        }
+        dbus_message_unref(m);
+        while (!dbus_pending_call_get_completed(pending)) {
+                long long left = deadline - now_ms();
+                if (left <= 0 || !dbus_connection_read_write(c, (int)left))
+                        break;
+        }
+        if (dbus_pending_call_get_completed(pending))
+                reply = dbus_pending_call_steal_reply(pending);
+        else
+                dbus_pending_call_cancel(pending);
+        dbus_pending_call_unref(pending);
+        if (reply && dbus_message_get_type(reply) != DBUS_MESSAGE_TYPE_METHOD_RETURN) {
+                dbus_message_unref(reply);
+                reply = NULL;
+        }
+        return reply;
+}
+
+/* 1: a bus answers on address and the broker name has an owner; 0: a bus answers without
+ * one; -ECONNREFUSED: no bus answers (nothing listens, it is no D-Bus, or it refuses us),
+ * all within PROBE_TIMEOUT_MS. */
+static int bus_probe(const char *address)
+{
+        long long deadline = now_ms() + PROBE_TIMEOUT_MS;
+        DBusError err = DBUS_ERROR_INIT;
+        const char *name = VFIIPC_BROKER_NAME;
+        DBusConnection *c;
+        DBusMessage *reply;
+        dbus_bool_t owned = FALSE;
+        int r = -ECONNREFUSED;
+
+        c = dbus_connection_open_private(address, &err);
+        if (!c)
+                goto out;
+        dbus_connection_set_exit_on_disconnect(c, FALSE);
+        reply = bus_call(c, "Hello", NULL, deadline);
+        if (!reply)
+                goto out;
+        dbus_message_unref(reply);
+        reply = bus_call(c, "NameHasOwner", name, deadline);
+        if (!reply)
+                goto out;
+        if (dbus_message_get_args(reply, &err, DBUS_TYPE_BOOLEAN, &owned, DBUS_TYPE_INVALID))
+                r = owned ? 1 : 0;
+        dbus_message_unref(reply);
+out:
+        if (c) {
+                dbus_connection_close(c);
+                dbus_connection_unref(c);
+        }
+        dbus_error_free(&err);
+        return r;
+}
+
+/* 0: nothing at path; 1: something listens; 2: something listens with a full backlog (a
+ * blocking connect, as libdbus does, would hang); -ECONNREFUSED: a socket file nobody listens
+ * on; -ENOTSOCK: not a socket; -errno. */
+static int socket_probe(const char *path)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        _cleanup_close_ int fd = -1;
+        struct stat st;
+
+        if (lstat(path, &st) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (!S_ISSOCK(st.st_mode))
+                return -ENOTSOCK;
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+                return 1;
+        if (errno == EAGAIN || errno == EINPROGRESS)
+                return 2;
+        return errno == ENOENT ? 0 : -errno;
+}
+
+/* Leaves socket_path free for our daemon: 0 when nothing is there (a stale socket is
+ * removed), -EBUSY when a server or another live bus answers (left untouched, G-67). */
+static int server_clear_socket(vfiipc_server *s)
+{
+        long long settle = now_ms() + PROBE_SETTLE_MS;
+        int r;
+
+        for (;;) {
+                r = socket_probe(s->socket_path);
+                if (r == 0)
+                        return 0;
+                if (r == -ECONNREFUSED) {
+                        /* Left behind by a server that was killed (its bus died with it). */
+                        if (unlink(s->socket_path) < 0 && errno != ENOENT) {
+                                r = -errno;
+                                return nfy_log_errno(LOG_ERR, r,
+                                                     "cannot remove the stale socket %s",
+                                                     s->socket_path);
+                        }
+                        nfy_log(LOG_NOTICE, "removed the stale socket %s", s->socket_path);
+                        return 0;
+                }
+                if (r == -ENOTSOCK)
+                        return nfy_log(LOG_ERR, "%s exists and is no socket; not replacing it",
+                                       s->socket_path),
+                               -EEXIST;
+                if (r < 0)
+                        return nfy_log_errno(LOG_ERR, r, "cannot probe %s", s->socket_path);
+
+                if (r == 1 && bus_probe(s->address) == 1)
+                        return nfy_log(LOG_ERR, "a notification server runs already on %s",
+                                       s->address),
+                               -EBUSY;
+                /* Something listens but is no server: most likely the bus of a server killed
+                 * a moment ago, which PDEATHSIG is taking down right now. Give it time; if it
+                 * stays, it is someone else's bus, and we do not steal its address. */
+                if (now_ms() >= settle)
+                        return nfy_log(LOG_ERR,
+                                       "something answers on %s that is no notification server; "
+                                       "not replacing it",
+                                       s->address),
+                               -EBUSY;
+                usleep(50 * 1000);
+        }
+}
+
+/* ---- the bus and the broker ------------------------------------------------------------- */
+
+static int server_spawn(vfiipc_server *s)
+{
+        const char *config = getenv(VFIIPC_ENV_BUS_CONFIG);
+        struct stat st;
+        int r;
+
+        if (isempty(config))
+                config = VFIIPC_BUS_CONFIG_DEFAULT;
+        /* dbus-daemon would only say "exited with 1"; name the file. Not -EACCES: that would
+         * read as "may not create the endpoint" (G-66). */
+        if (access(config, R_OK) < 0) {
+                r = -errno;
+                nfy_log_errno(LOG_ERR, r, "bus configuration %s", config);
+                return -ENOENT;
+        }
+        r = bus_daemon_start(VFIIPC_DBUS_DAEMON, config, s->address, DAEMON_READY_TIMEOUT_MS,
+                             &s->daemon);
+        if (r < 0)
+                return nfy_log_errno(LOG_ERR, r, "cannot start %s on %s", VFIIPC_DBUS_DAEMON,
+                                     s->address);
+        /* Remember which socket file is ours: free() removes only that one. */
+        if (s->socket_path && lstat(s->socket_path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+                s->socket_ours = true;
+                s->socket_dev = st.st_dev;
+                s->socket_ino = st.st_ino;
+        }
+        return 0;
+}
+
+static int server_connect(vfiipc_server *s)
+{
+        DBusError err = DBUS_ERROR_INIT;
+        int r = -ECONNREFUSED, rn;
+
+        s->conn = dbus_connection_open_private(bus_daemon_address(s->daemon), &err);
+        if (!s->conn)
+                goto fail;
+        /* The library decides what a lost bus means (serve returns), never libdbus' exit(). */
+        dbus_connection_set_exit_on_disconnect(s->conn, FALSE);
+        if (!dbus_bus_register(s->conn, &err))
+                goto fail;
+        rn = dbus_bus_request_name(s->conn, VFIIPC_BROKER_NAME, DBUS_NAME_FLAG_DO_NOT_QUEUE, &err);
+        if (rn < 0)
+                goto fail;
+        if (rn != DBUS_REQUEST_NAME_REPLY_PRIMARY_OWNER) {
+                /* Our own fresh bus, so someone raced us to it: still "a second server". */
+                nfy_log(LOG_ERR, "%s is owned by someone else on %s", VFIIPC_BROKER_NAME,
+                        s->address);
+                return -EBUSY;
+        }
+        nfy_log(LOG_INFO, "%s owned by %s", VFIIPC_BROKER_NAME, dbus_bus_get_unique_name(s->conn));
+        return 0;
+fail:
+        if (dbus_error_is_set(&err)) {
+                if (dbus_error_has_name(&err, DBUS_ERROR_NO_MEMORY))
+                        r = -ENOMEM;
+                nfy_log(LOG_ERR, "cannot own %s on %s: %s", VFIIPC_BROKER_NAME, s->address,
+                        err.message);
+        }
+        dbus_error_free(&err);
+        return r;
+}
+
+/* Undoes start, in reverse order; leaves s as after new(). Loop thread (bus_loop_free). */
+static void server_teardown(vfiipc_server *s)
+{
+        s->broker = broker_free(s->broker);
+        bus_loop_free(atomic_exchange(&s->loop, NULL));
+        if (s->conn) {
+                dbus_connection_close(s->conn);
+                dbus_connection_unref(s->conn);
+                s->conn = NULL;
+        }
+        s->daemon = bus_daemon_free(s->daemon, DAEMON_STOP_GRACE_MS);
+        if (s->socket_ours) {
+                struct stat st;
+                /* dbus-daemon removes its socket on SIGTERM; after a SIGKILL it is left. A
+                 * file of the same name that is not ours (someone replaced it) stays. */
+                if (lstat(s->socket_path, &st) == 0 && st.st_dev == s->socket_dev &&
+                    st.st_ino == s->socket_ino)
+                        (void)unlink(s->socket_path);
+                s->socket_ours = false;
+        }
+        if (s->lock_fd >= 0) {
+                /* Unlink while still holding it: see server_lock() for the race it creates and
+                 * how the next server copes with it. */
+                (void)unlink(s->lock_path);
+                close(s->lock_fd);
+                s->lock_fd = -1;
+        }
+        free(s->lock_path);
+        s->lock_path = NULL;
+        free(s->socket_path);
+        s->socket_path = NULL;
+        free(s->address);
+        s->address = NULL;
+        s->started = false;
+}
+
+static int server_start(vfiipc_server *s)
+{
+        bus_loop_t *loop = NULL;
+        int r;
+
+        if (s->started)
+                return -EALREADY;
+        r = bus_address_get(&s->address);
+        if (r < 0)
+                return r;
+        r = bus_address_unix_path(s->address, &s->socket_path);
+        if (r < 0) {
+                nfy_log(LOG_ERR, "unusable bus address \"%s\"", s->address);
+                server_teardown(s);
+                return r;
+        }
+
+        if (s->socket_path) {
+                r = server_make_dir(s);
+                if (r >= 0)
+                        r = server_lock(s);
+                if (r >= 0)
+                        r = server_clear_socket(s);
+        } else {
+                /* No lock without a file system path: ask whoever answers there. */
+                r = bus_probe(s->address);
+                if (r == 1) {
+                        nfy_log(LOG_ERR, "a notification server runs already on %s", s->address);
+                        r = -EBUSY;
+                } else
+                        r = 0;
+        }
+        if (r >= 0)
+                r = server_spawn(s);
+        if (r >= 0)
+                r = server_connect(s);
+        if (r >= 0)
+                r = bus_loop_new(s->conn, &loop);
+        if (r >= 0) {
+                atomic_store(&s->loop, loop);
+                r = broker_new(s->conn, s->whitelist, &s->broker);
+                if (r < 0)
+                        nfy_log_errno(LOG_ERR, r, "cannot set up the broker");
+        }
+        if (r < 0) {
+                server_teardown(s);
+                return r;
+        }
+        s->started = true;
+        nfy_log(LOG_NOTICE, "notification server running on %s (remote access %s)", s->address,
+                s->whitelist ? "configured" : "disabled");
+        return 0;
+}
+
+/* ---- the public API --------------------------------------------------------------------- */
+
+VFIIPC_PUBLIC vfiipc_result vfiipc_server_new(const char *config_file, vfiipc_server **ret)
+{
+        vfiipc_server *s;
+        int r;
+
+        if (!ret)
+                return VFIIPC_ERR_SERVER;
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return VFIIPC_ERR_SERVER;
+        s->lock_fd = -1;
+        atomic_init(&s->loop, NULL);
+        atomic_init(&s->stop_requested, false);
+
+        /* SRVF-6/SVC-3a: NULL is "no configuration". G-67: read before anything is bound;
+         * the whitelist module logs the file and line. */
+        if (config_file) {
+                r = whitelist_load(config_file, &s->whitelist, NULL);
+                if (r < 0) {
+                        free(s);
+                        return server_result(r, PHASE_CONFIG);
+                }
+        }
+        *ret = s;
+        return VFIIPC_OK;
+}
+
+VFIIPC_PUBLIC vfiipc_result vfiipc_server_start(vfiipc_server *s)
+{
+        if (!s)
+                return VFIIPC_ERR_SERVER;
+        return server_result(server_start(s), PHASE_START);
+}
+
+VFIIPC_PUBLIC vfiipc_result vfiipc_server_serve(vfiipc_server *s)
+{
+        bus_loop_t *loop;
+        int r;
+
+        if (!s || !s->started)
+                return VFIIPC_ERR_SERVER;
+        /* A stop that came before the loop existed (signal during start). */
+        if (atomic_load(&s->stop_requested))
+                return VFIIPC_OK;
+        loop = atomic_load(&s->loop);
+        r = bus_loop_run(loop);
+        if (r < 0)
+                nfy_log_errno(LOG_ERR, r, "the bus %s went away", s->address);
+        else
+                nfy_log(LOG_NOTICE, "notification server stopping");
+        return server_result(r, PHASE_SERVE);
+}
+
+VFIIPC_PUBLIC void vfiipc_server_stop(vfiipc_server *s)
+{
+        bus_loop_t *loop;
+
+        /* Async-signal-safe: lock-free atomics and bus_loop_quit() (an eventfd write). */
+        if (!s)
+                return;
+        atomic_store(&s->stop_requested, true);
+        loop = atomic_load(&s->loop);
+        if (loop)
+                bus_loop_quit(loop);
+}
+
+VFIIPC_PUBLIC vfiipc_server *vfiipc_server_free(vfiipc_server *s)
+{
+        if (!s)
+                return NULL;
+        server_teardown(s);
+        whitelist_free(s->whitelist);
+        free(s);
+        return NULL;
+}
+
+VFIIPC_PUBLIC vfiipc_result vfiipc_server_run(const char *config_file)
+{
+        vfiipc_server *s = NULL;
+        vfiipc_result r;
+
+        /* ipcNotificationServer(): returns only on error (SRVF-2), with everything freed. */
+        r = vfiipc_server_new(config_file, &s);
+        if (r != VFIIPC_OK)
+                return r;
+        r = vfiipc_server_start(s);
+        if (r == VFIIPC_OK)
+                r = vfiipc_server_serve(s);
+        vfiipc_server_free(s);
+        /* serve returns OK only after vfiipc_server_stop(), which nobody can call on this
+         * server; should it still happen, an error is the only thing this function returns. */
+        return r == VFIIPC_OK ? VFIIPC_ERR_SERVER : r;
+}
+
+VFIIPC_PUBLIC char *vfiipc_bus_address(void)
+{
+        char *a = NULL;
+
+        if (bus_address_get(&a) < 0)
+                return NULL;
+        return a;
+}
