@@ -1,0 +1,753 @@
+/* lib/broker/broker.c — the broker object on the private bus (see broker.h, lib/bus/protocol.h).
+ *
+ * Per notification: one signature check, a bounded strlen of each string, the one JSON parse,
+ * one registry lookup by ID (or by ID and receiver), and per delivery one Deliver and one
+ * Observed per observer, written by wire.c (libdbus's own argument appending is the slowest
+ * step otherwise). A unicast also takes a bounce ticket in the receiver's ring (no allocation
+ * in steady state). Everything runs on the loop thread that dispatches c, which processes each
+ * connection's messages in order and emits in that order (ORD-3, G-92). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <glib.h>
+
+#include "broker/broker.h"
+#include "broker/pending.h"
+#include "broker/registry.h"
+#include "broker/wire.h"
+#include "bus/protocol.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "json/json-text.h"
+
+/* Only name losses (new owner "") matter: that is how a client's connection ends (REGS-3). */
+#define BROKER_MATCH_NAME_LOST                                                                     \
+        "type='signal',sender='" DBUS_SERVICE_DBUS "',path='" DBUS_PATH_DBUS                       \
+        "',interface='" DBUS_INTERFACE_DBUS "',member='NameOwnerChanged',arg2=''"
+
+#define INTROSPECT_DOCTYPE                                                                         \
+        "<!DOCTYPE node PUBLIC \"-//freedesktop//DTD D-BUS Object Introspection 1.0//EN\"\n"       \
+        " \"http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd\">\n"
+
+static const char introspect_broker[] = INTROSPECT_DOCTYPE
+    "<node>\n"
+    " <interface name=\"" VFIIPC_BROKER_INTERFACE "\">\n"
+    "  <method name=\"Register\">\n"
+    "   <arg name=\"to\" type=\"s\" direction=\"in\"/>\n"
+    "   <arg name=\"id\" type=\"s\" direction=\"in\"/>\n"
+    "   <arg name=\"priority\" type=\"i\" direction=\"in\"/>\n"
+    "  </method>\n"
+    "  <method name=\"Unregister\">\n"
+    "   <arg name=\"to\" type=\"s\" direction=\"in\"/>\n"
+    "   <arg name=\"id\" type=\"s\" direction=\"in\"/>\n"
+    "  </method>\n"
+    "  <method name=\"Notify\">\n"
+    "   <arg name=\"from\" type=\"s\" direction=\"in\"/>\n"
+    "   <arg name=\"to\" type=\"s\" direction=\"in\"/>\n"
+    "   <arg name=\"id\" type=\"s\" direction=\"in\"/>\n"
+    "   <arg name=\"json\" type=\"s\" direction=\"in\"/>\n"
+    "   <arg name=\"flags\" type=\"u\" direction=\"in\"/>\n"
+    "   <annotation name=\"org.freedesktop.DBus.Method.NoReply\" value=\"true\"/>\n"
+    "  </method>\n"
+    "  <method name=\"AddObserver\"/>\n"
+    "  <method name=\"RemoveObserver\"/>\n"
+    "  <method name=\"Bounce\">\n"
+    "   <arg name=\"from\" type=\"s\" direction=\"in\"/>\n"
+    "   <arg name=\"to\" type=\"s\" direction=\"in\"/>\n"
+    "   <arg name=\"id\" type=\"s\" direction=\"in\"/>\n"
+    "   <arg name=\"json\" type=\"s\" direction=\"in\"/>\n"
+    "   <arg name=\"flags\" type=\"u\" direction=\"in\"/>\n"
+    "   <arg name=\"ticket\" type=\"t\" direction=\"in\"/>\n"
+    "   <annotation name=\"org.freedesktop.DBus.Method.NoReply\" value=\"true\"/>\n"
+    "  </method>\n"
+    " </interface>\n"
+    " <interface name=\"" DBUS_INTERFACE_INTROSPECTABLE "\">\n"
+    "  <method name=\"Introspect\">\n"
+    "   <arg name=\"xml_data\" type=\"s\" direction=\"out\"/>\n"
+    "  </method>\n"
+    " </interface>\n"
+    " <interface name=\"" DBUS_INTERFACE_PEER "\">\n"
+    "  <method name=\"Ping\"/>\n"
+    "  <method name=\"GetMachineId\">\n"
+    "   <arg name=\"machine_uuid\" type=\"s\" direction=\"out\"/>\n"
+    "  </method>\n"
+    " </interface>\n"
+    "</node>\n";
+
+/* The parents of VFIIPC_BROKER_PATH, so that `busctl tree` finds the broker. */
+static const struct parent_node {
+        const char *path, *xml;
+} parent_nodes[] = {
+    {"/", INTROSPECT_DOCTYPE "<node>\n <node name=\"io\"/>\n</node>\n"},
+    {"/io", INTROSPECT_DOCTYPE "<node>\n <node name=\"vfiipc\"/>\n</node>\n"},
+    {"/io/vfiipc", INTROSPECT_DOCTYPE "<node>\n <node name=\"Broker1\"/>\n</node>\n"},
+};
+
+/* One client connection, by unique name, as far as the broker needs more than registrations:
+ * its observer flag, the unicasts it may still bounce, and (as submitter) being referred to
+ * by other connections' tickets after it is gone. */
+typedef struct peer {
+        unsigned n_ref;
+        char *name;
+        bool gone;     /* its name was released: no unicast error can reach it */
+        bool observer; /* AddObserver() */
+        pending_ring_t pending;
+} peer_t;
+
+struct broker {
+        DBusConnection *conn;
+        const whitelist_t *wl; /* not owned; TODO(remote): out rules before the pick (G-82) */
+        registry_t *registry;
+        GHashTable *peers;    /* name → peer_t, one reference each */
+        GPtrArray *observers; /* peer_t, no reference: they leave before the peer does */
+        uint64_t ticket;      /* the last ticket handed out */
+        wire_t wire;          /* the signals' buffer */
+        bool filter_added, match_added, path_registered;
+        unsigned n_parents; /* parent_nodes registered */
+};
+
+/* What one Notify or Bounce carries. */
+typedef struct note {
+        const char *from, *to, *id, *json;
+        dbus_uint32_t flags;
+} note_t;
+
+/* Why a call is refused: the D-Bus error name and a message for the caller or the log. */
+typedef struct refusal {
+        const char *error;
+        char text[256];
+} refusal_t;
+
+_printf_(3, 4) static int refuse(refusal_t *x, const char *error, const char *fmt, ...)
+{
+        va_list ap;
+
+        x->error = error;
+        va_start(ap, fmt);
+        vsnprintf(x->text, sizeof(x->text), fmt, ap);
+        va_end(ap);
+        return -EINVAL;
+}
+
+/* ---- peers -------------------------------------------------------------------------------- */
+
+static peer_t *peer_ref(peer_t *p)
+{
+        p->n_ref++;
+        return p;
+}
+
+static void peer_unref(void *data)
+{
+        peer_t *p = data;
+
+        if (!p || --p->n_ref > 0)
+                return;
+        pending_ring_clear(&p->pending);
+        free(p->name);
+        free(p);
+}
+
+/* The peer for a connection that is on the bus now (it sent us something, or holds a
+ * registration); its entry goes when the bus reports the name lost. */
+static peer_t *peer_get(broker_t *b, const char *name)
+{
+        peer_t *p = g_hash_table_lookup(b->peers, name);
+
+        if (p)
+                return p;
+        p = calloc(1, sizeof(*p));
+        if (!p)
+                return NULL;
+        p->name = strdup(name);
+        if (!p->name) {
+                free(p);
+                return NULL;
+        }
+        p->n_ref = 1;
+        pending_ring_init(&p->pending, VFIIPC_PENDING_PER_PEER_MAX, peer_unref);
+        g_hash_table_insert(b->peers, p->name, p);
+        return p;
+}
+
+/* REGS-3: a connection ended; its registrations, observer flag and tickets go with it. */
+static void broker_forget(broker_t *b, const char *name)
+{
+        size_t n = registry_remove_owner(b->registry, name);
+        peer_t *p = g_hash_table_lookup(b->peers, name);
+
+        if (p) {
+                g_hash_table_steal(b->peers, name);
+                p->gone = true;
+                if (p->observer)
+                        g_ptr_array_remove(b->observers, p);
+                p->observer = false;
+                /* Its tickets may hold references to p itself (it sent to itself). */
+                pending_ring_clear(&p->pending);
+                peer_unref(p);
+        }
+        if (n)
+                nfy_log(LOG_INFO, "%s disconnected: %zu registration(s) removed", name, n);
+}
+
+/* ---- emitting ----------------------------------------------------------------------------- */
+
+/* Sends and drops a signal built by wire.c (NULL: it could not be built, logged there). */
+static void signal_send(broker_t *b, DBusMessage *s, const char *member, const char *dest)
+{
+        if (!s) {
+                nfy_log(LOG_ERR, "%s to %s dropped: cannot build it", member, dest);
+                return;
+        }
+        if (!dbus_connection_send(b->conn, s, NULL))
+                nfy_log(LOG_ERR, "out of memory: %s to %s dropped", member, dest);
+        dbus_message_unref(s);
+}
+
+/* DLV-5: `to` as addressed; receiver says which of the connection's registrations it is for. */
+static void broker_deliver(broker_t *b, const registration_t *reg, const note_t *n, uint64_t ticket)
+{
+        signal_send(b,
+                    wire_deliver(&b->wire, reg->owner, n->from, n->to, n->id, n->json, n->flags,
+                                 reg->receiver, ticket),
+                    "Deliver", reg->owner);
+}
+
+/* DLV-6, DLV-7: resolved receiver ID, or "" when nobody got it; no data. */
+static void broker_observe(broker_t *b, const note_t *n, const char *receiver)
+{
+        for (guint i = 0; i < b->observers->len; i++) {
+                const peer_t *o = g_ptr_array_index(b->observers, i);
+
+                signal_send(b, wire_observed(&b->wire, o->name, n->from, receiver, n->id, n->flags),
+                            "Observed", o->name);
+        }
+}
+
+/* DLV-9, DLV-10: the notification unchanged, to the connection that submitted it. */
+static void broker_unicast_error(broker_t *b, const char *submitter, const note_t *n)
+{
+        signal_send(
+            b, wire_unicast_error(&b->wire, submitter, n->from, n->to, n->id, n->json, n->flags),
+            "UnicastError", submitter);
+}
+
+/* ---- routing ------------------------------------------------------------------------------ */
+
+/* A ticket in the receiver's ring that remembers the submitter and every registration tried
+ * so far, reg included (DLV-13). 0 when none could be kept: the delivery still goes out, it
+ * just cannot be bounced. */
+static uint64_t broker_ticket_issue(broker_t *b, const registration_t *reg, peer_t *submitter,
+                                    const note_t *n, const uint64_t *tried, uint32_t n_tried)
+{
+        uint64_t all[VFIIPC_BOUNCE_TRIES_MAX];
+        peer_t *rp = peer_get(b, reg->owner);
+
+        /* broker_unicast() picks only while n_tried < VFIIPC_BOUNCE_TRIES_MAX. */
+        g_assert(n_tried < VFIIPC_BOUNCE_TRIES_MAX);
+        if (!rp || !submitter) {
+                nfy_log(LOG_ERR, "out of memory: '%s' to %s cannot be bounced", n->id, reg->owner);
+                return 0;
+        }
+        if (n_tried)
+                memcpy(all, tried, sizeof(uint64_t) * n_tried);
+        all[n_tried] = reg->seq;
+        if (pending_ring_push(&rp->pending, b->ticket + 1,
+                              pending_fingerprint(n->from, n->to, n->id, n->flags),
+                              peer_ref(submitter), all, n_tried + 1) < 0) {
+                nfy_log(LOG_ERR, "out of memory: '%s' to %s cannot be bounced", n->id, reg->owner);
+                return 0;
+        }
+        return ++b->ticket;
+}
+
+/* DLV-1, DLV-4, DLV-7 (G-64): every registration of the ID, the sender's own included. */
+static void broker_broadcast(broker_t *b, const note_t *n)
+{
+        const registration_t *reg;
+        size_t k = 0;
+
+        /* TODO(remote): skip remote registrations that no `out` rule lets out (§4.1, G-82). */
+        for (reg = registry_first(b->registry, n->id); reg; reg = registry_next(reg), k++) {
+                broker_deliver(b, reg, n, 0);
+                broker_observe(b, n, reg->receiver);
+        }
+        if (k == 0)
+                broker_observe(b, n, "");
+        nfy_log(LOG_DEBUG, "'%s' from '%s' to '*': %zu receiver(s)", n->id, n->from, k);
+}
+
+/* DLV-2, DLV-3, DLV-9, DLV-13: the best registration not tried yet, or the unicast error.
+ * submitter is the submitting connection's name (NULL: gone, no error can reach it);
+ * submitter_peer its peer when known already (a bounce), else looked up on delivery. */
+static void broker_unicast(broker_t *b, const char *submitter, peer_t *submitter_peer,
+                           const note_t *n, const uint64_t *tried, uint32_t n_tried)
+{
+        const registration_t *reg = NULL;
+        uint64_t ticket;
+
+        /* TODO(remote): exclude remote registrations that no `out` rule lets out (G-82). */
+        if (n_tried < VFIIPC_BOUNCE_TRIES_MAX)
+                reg = registry_pick(b->registry, n->id, n->to, tried, n_tried);
+        if (!reg) {
+                if (submitter)
+                        broker_unicast_error(b, submitter, n);
+                broker_observe(b, n, "");
+                nfy_log(LOG_DEBUG, "'%s' from '%s' to '%s': no receiver, unicast error to %s",
+                        n->id, n->from, n->to, submitter ? submitter : "(gone)");
+                return;
+        }
+        if (!submitter_peer)
+                submitter_peer = peer_get(b, submitter);
+        ticket = broker_ticket_issue(b, reg, submitter_peer, n, tried, n_tried);
+        broker_deliver(b, reg, n, ticket);
+        broker_observe(b, n, reg->receiver);
+        nfy_log(LOG_DEBUG,
+                "'%s' from '%s' to '%s': 1 receiver (%s, priority %d, ticket %" PRIu64 ")", n->id,
+                n->from, n->to, reg->owner, reg->priority, ticket);
+}
+
+/* ---- methods ------------------------------------------------------------------------------ */
+
+static int check_id(refusal_t *x, const char *what, const char *s)
+{
+        if (strnlen(s, VFIIPC_ID_MAX + 1) > VFIIPC_ID_MAX)
+                return refuse(x, VFIIPC_ERROR_INVALID_ARGS, "%s is longer than %u bytes", what,
+                              VFIIPC_ID_MAX);
+        return 0;
+}
+
+/* ADR-5, G-65: "", "1" and "*" address, they never receive. */
+static int check_receiver(refusal_t *x, const char *to)
+{
+        if (isempty(to) || streq(to, "1") || streq(to, "*"))
+                return refuse(x, VFIIPC_ERROR_INVALID_ARGS,
+                              "receiver ID '%s' is not valid (\"\", \"1\" and \"*\" are not)", to);
+        return check_id(x, "receiver ID", to);
+}
+
+/* Nothing invalid reaches a receiver: the one JSON parse per message happens here. */
+static int check_note(refusal_t *x, const note_t *n)
+{
+        json_error_t err;
+        size_t len;
+        int r;
+
+        if (isempty(n->from))
+                return refuse(x, VFIIPC_ERROR_INVALID_ARGS, "sender ID (from) is empty");
+        if ((r = check_id(x, "sender ID (from)", n->from)) < 0 ||
+            (r = check_id(x, "destination (to)", n->to)) < 0 ||
+            (r = check_id(x, "notification ID", n->id)) < 0)
+                return r;
+        len = strnlen(n->json, VFIIPC_PARAM_MAX + 1);
+        if (len > VFIIPC_PARAM_MAX)
+                return refuse(x, VFIIPC_ERROR_INVALID_ARGS, "JSON text is longer than %u bytes",
+                              VFIIPC_PARAM_MAX);
+        if (json_text_validate(n->json, len, &err) < 0)
+                return refuse(x, VFIIPC_ERROR_INVALID_ARGS,
+                              "invalid JSON text at line %d, column %d: %s", err.line, err.column,
+                              err.text);
+        return 0;
+}
+
+static int method_notify(broker_t *b, DBusMessage *m, const char *sender, refusal_t *x)
+{
+        note_t n;
+        int r;
+
+        if (!dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &n.from, DBUS_TYPE_STRING, &n.to,
+                                   DBUS_TYPE_STRING, &n.id, DBUS_TYPE_STRING, &n.json,
+                                   DBUS_TYPE_UINT32, &n.flags, DBUS_TYPE_INVALID))
+                return refuse(x, VFIIPC_ERROR_INVALID_ARGS, "malformed arguments");
+        r = check_note(x, &n);
+        if (r < 0)
+                return r;
+        if (streq(n.to, "*"))
+                broker_broadcast(b, &n);
+        else
+                broker_unicast(b, sender, NULL, &n, NULL, 0);
+        return 0;
+}
+
+static int method_bounce(broker_t *b, DBusMessage *m, const char *sender, refusal_t *x)
+{
+        dbus_uint64_t ticket;
+        pending_t e;
+        pending_t *p;
+        peer_t *self, *submitter;
+        note_t n;
+        int r;
+
+        if (!dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &n.from, DBUS_TYPE_STRING, &n.to,
+                                   DBUS_TYPE_STRING, &n.id, DBUS_TYPE_STRING, &n.json,
+                                   DBUS_TYPE_UINT32, &n.flags, DBUS_TYPE_UINT64, &ticket,
+                                   DBUS_TYPE_INVALID))
+                return refuse(x, VFIIPC_ERROR_INVALID_ARGS, "malformed arguments");
+        r = check_note(x, &n);
+        if (r < 0)
+                return r;
+
+        /* G-89: only a ticket this connection was handed and that is still pending; a returned
+         * broadcast (ticket 0) is dropped. Not an error for the caller: a ticket may have been
+         * evicted in the meantime. */
+        self = g_hash_table_lookup(b->peers, sender);
+        p = ticket && self ? pending_ring_find(&self->pending, ticket) : NULL;
+        if (!p) {
+                nfy_log(LOG_WARNING, "%s returned '%s' with unknown ticket %" PRIu64 ": dropped",
+                        sender, n.id, (uint64_t)ticket);
+                return 0;
+        }
+        if (p->fingerprint != pending_fingerprint(n.from, n.to, n.id, n.flags)) {
+                nfy_log(LOG_WARNING,
+                        "%s returned '%s' with ticket %" PRIu64
+                        " but other from/to/id/flags than delivered: dropped",
+                        sender, n.id, (uint64_t)ticket);
+                return 0;
+        }
+        pending_ring_take(&self->pending, p, &e);
+        submitter = e.submitter;
+        nfy_log(LOG_DEBUG, "%s returned '%s' (ticket %" PRIu64 ", %u tried)", sender, n.id,
+                (uint64_t)ticket, e.n_tried);
+        /* DLV-13: next candidate without any tried registration, or the unicast error to the
+         * original submitter if it is still connected (G-64: observers see every attempt). */
+        broker_unicast(b, submitter->gone ? NULL : submitter->name, submitter, &n,
+                       pending_tried(&e), e.n_tried);
+        if (e.n_tried > 1)
+                free(e.tried_many);
+        peer_unref(submitter);
+        return 0;
+}
+
+static int method_register(broker_t *b, DBusMessage *m, const char *sender, refusal_t *x)
+{
+        const char *to, *id;
+        dbus_int32_t priority;
+        int r;
+
+        if (!dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &to, DBUS_TYPE_STRING, &id,
+                                   DBUS_TYPE_INT32, &priority, DBUS_TYPE_INVALID))
+                return refuse(x, VFIIPC_ERROR_INVALID_ARGS, "malformed arguments");
+        if ((r = check_receiver(x, to)) < 0 || (r = check_id(x, "notification ID", id)) < 0)
+                return r;
+        r = registry_add(b->registry, sender, to, id, priority, NULL);
+        if (r == -ENOSPC)
+                return refuse(x, VFIIPC_ERROR_LIMITS,
+                              "a connection may hold at most %u registrations",
+                              VFIIPC_REGISTRATIONS_PER_PEER_MAX);
+        if (r < 0)
+                return r;
+        nfy_log(LOG_INFO, "%s %s '%s' for '%s' with priority %d", sender,
+                r > 0 ? "re-registered" : "registered", id, to, (int)priority);
+        return 0;
+}
+
+static int method_unregister(broker_t *b, DBusMessage *m, const char *sender, refusal_t *x)
+{
+        const char *to, *id;
+        int r;
+
+        if (!dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &to, DBUS_TYPE_STRING, &id,
+                                   DBUS_TYPE_INVALID))
+                return refuse(x, VFIIPC_ERROR_INVALID_ARGS, "malformed arguments");
+        if ((r = check_receiver(x, to)) < 0 || (r = check_id(x, "notification ID", id)) < 0)
+                return r;
+        if (registry_remove(b->registry, sender, to, id) > 0)
+                nfy_log(LOG_INFO, "%s unregistered '%s' for '%s'", sender, id, to);
+        return 0;
+}
+
+static int method_add_observer(broker_t *b, DBusMessage *m, const char *sender, refusal_t *x)
+{
+        peer_t *p = peer_get(b, sender);
+
+        if (!p)
+                return -ENOMEM;
+        if (!p->observer) {
+                p->observer = true;
+                g_ptr_array_add(b->observers, p);
+                nfy_log(LOG_INFO, "%s observes", sender);
+        }
+        return 0;
+}
+
+static int method_remove_observer(broker_t *b, DBusMessage *m, const char *sender, refusal_t *x)
+{
+        peer_t *p = g_hash_table_lookup(b->peers, sender);
+
+        if (p && p->observer) {
+                p->observer = false;
+                g_ptr_array_remove(b->observers, p);
+                nfy_log(LOG_INFO, "%s stopped observing", sender);
+        }
+        return 0;
+}
+
+typedef int (*method_fn)(broker_t *b, DBusMessage *m, const char *sender, refusal_t *x);
+
+static const struct method {
+        const char *name, *signature;
+        method_fn fn;
+} methods[] = {
+    {"Notify", "ssssu", method_notify}, /* first: the hot path */
+    {"Bounce", "ssssut", method_bounce},
+    {"Register", "ssi", method_register},
+    {"Unregister", "ss", method_unregister},
+    {"AddObserver", "", method_add_observer},
+    {"RemoveObserver", "", method_remove_observer},
+};
+
+/* ---- dispatch ----------------------------------------------------------------------------- */
+
+static void reply_send(broker_t *b, DBusMessage *reply, const char *what)
+{
+        if (!reply || !dbus_connection_send(b->conn, reply, NULL))
+                nfy_log(LOG_ERR, "out of memory: reply to %s dropped", what);
+        if (reply)
+                dbus_message_unref(reply);
+}
+
+/* An error reply when the caller waits for one; otherwise a log line (protocol.h). */
+static DBusHandlerResult reply_refusal(broker_t *b, DBusMessage *m, const refusal_t *x)
+{
+        const char *sender = dbus_message_get_sender(m), *member = dbus_message_get_member(m);
+
+        if (dbus_message_get_no_reply(m)) {
+                nfy_log(LOG_WARNING, "%s from %s dropped: %s", member, sender ? sender : "?",
+                        x->text);
+                return DBUS_HANDLER_RESULT_HANDLED;
+        }
+        nfy_log(LOG_INFO, "%s from %s refused: %s", member, sender ? sender : "?", x->text);
+        reply_send(b, dbus_message_new_error(m, x->error, x->text), member);
+        return DBUS_HANDLER_RESULT_HANDLED;
+}
+
+static DBusHandlerResult reply_ok(broker_t *b, DBusMessage *m)
+{
+        if (!dbus_message_get_no_reply(m))
+                reply_send(b, dbus_message_new_method_return(m), dbus_message_get_member(m));
+        return DBUS_HANDLER_RESULT_HANDLED;
+}
+
+static DBusHandlerResult reply_introspect(broker_t *b, DBusMessage *m, const char *xml)
+{
+        DBusMessage *reply;
+
+        if (dbus_message_get_no_reply(m))
+                return DBUS_HANDLER_RESULT_HANDLED;
+        reply = dbus_message_new_method_return(m);
+        if (reply && !dbus_message_append_args(reply, DBUS_TYPE_STRING, &xml, DBUS_TYPE_INVALID)) {
+                dbus_message_unref(reply);
+                reply = NULL;
+        }
+        reply_send(b, reply, "Introspect");
+        return DBUS_HANDLER_RESULT_HANDLED;
+}
+
+static bool is_introspect(DBusMessage *m, const char *iface, const char *member)
+{
+        return (!iface || streq(iface, DBUS_INTERFACE_INTROSPECTABLE)) &&
+               streq(member, "Introspect");
+}
+
+static const struct method *method_find(const char *iface, const char *member)
+{
+        /* The interface is optional in a method call (D-Bus specification). */
+        if (iface && !streq(iface, VFIIPC_BROKER_INTERFACE))
+                return NULL;
+        for (size_t i = 0; i < ELEMENTSOF(methods); i++)
+                if (streq(member, methods[i].name))
+                        return &methods[i];
+        return NULL;
+}
+
+/* Exact signature first, so a handler's dbus_message_get_args() cannot see other types. */
+static DBusHandlerResult method_call(broker_t *b, DBusMessage *m, const struct method *h,
+                                     const char *sender)
+{
+        refusal_t x;
+        int r;
+
+        x.error = NULL;
+        if (!dbus_message_has_signature(m, h->signature)) {
+                refuse(&x, VFIIPC_ERROR_INVALID_ARGS, "%s expects arguments '%s', not '%s'",
+                       h->name, h->signature, dbus_message_get_signature(m));
+                return reply_refusal(b, m, &x);
+        }
+        r = h->fn(b, m, sender, &x);
+        if (r == -ENOMEM && !x.error)
+                refuse(&x, DBUS_ERROR_NO_MEMORY, "out of memory");
+        if (r < 0)
+                return reply_refusal(b, m, &x);
+        return reply_ok(b, m);
+}
+
+static DBusHandlerResult broker_message(DBusConnection *c, DBusMessage *m, void *userdata)
+{
+        broker_t *b = userdata;
+        const char *iface, *member, *sender;
+        const struct method *h;
+        refusal_t x;
+
+        if (dbus_message_get_type(m) != DBUS_MESSAGE_TYPE_METHOD_CALL)
+                return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
+        iface = dbus_message_get_interface(m);
+        member = dbus_message_get_member(m);
+        sender = dbus_message_get_sender(m);
+        if (!member || !sender)
+                return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
+
+        h = method_find(iface, member);
+        if (h)
+                return method_call(b, m, h, sender);
+        if (is_introspect(m, iface, member))
+                return reply_introspect(b, m, introspect_broker);
+        refuse(&x, DBUS_ERROR_UNKNOWN_METHOD, "no method %s.%s with arguments '%s'",
+               iface ? iface : "(any interface)", member, dbus_message_get_signature(m));
+        return reply_refusal(b, m, &x);
+}
+
+static DBusHandlerResult parent_message(DBusConnection *c, DBusMessage *m, void *userdata)
+{
+        const char *path = dbus_message_get_path(m);
+
+        if (dbus_message_get_type(m) != DBUS_MESSAGE_TYPE_METHOD_CALL || !path ||
+            !is_introspect(m, dbus_message_get_interface(m), dbus_message_get_member(m)))
+                return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
+        for (size_t i = 0; i < ELEMENTSOF(parent_nodes); i++)
+                if (streq(path, parent_nodes[i].path))
+                        return reply_introspect(userdata, m, parent_nodes[i].xml);
+        return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
+}
+
+/* REGS-3: the bus driver reports a unique name without owner when a connection ends. Only the
+ * driver can send as org.freedesktop.DBus, and the broker hears only its own bus. */
+static DBusHandlerResult broker_filter(DBusConnection *c, DBusMessage *m, void *userdata)
+{
+        const char *sender, *name, *old_owner, *new_owner;
+
+        if (dbus_message_get_type(m) != DBUS_MESSAGE_TYPE_SIGNAL ||
+            !dbus_message_is_signal(m, DBUS_INTERFACE_DBUS, "NameOwnerChanged"))
+                return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
+        sender = dbus_message_get_sender(m);
+        if (!sender || !streq(sender, DBUS_SERVICE_DBUS) ||
+            !dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &name, DBUS_TYPE_STRING, &old_owner,
+                                   DBUS_TYPE_STRING, &new_owner, DBUS_TYPE_INVALID))
+                return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
+        if (name[0] == ':' && isempty(new_owner))
+                broker_forget(userdata, name);
+        /* Others on this connection (the server) may want it too. */
+        return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
+}
+
+static const DBusObjectPathVTable broker_vtable = {.message_function = broker_message};
+static const DBusObjectPathVTable parent_vtable = {.message_function = parent_message};
+
+/* ---- life cycle --------------------------------------------------------------------------- */
+
+broker_t *broker_free(broker_t *b)
+{
+        GHashTableIter it;
+        gpointer v;
+
+        if (!b)
+                return NULL;
+        if (b->filter_added)
+                dbus_connection_remove_filter(b->conn, broker_filter, b);
+        if (b->match_added)
+                dbus_bus_remove_match(b->conn, BROKER_MATCH_NAME_LOST, NULL); /* no wait */
+        if (b->path_registered)
+                dbus_connection_unregister_object_path(b->conn, VFIIPC_BROKER_PATH);
+        for (unsigned i = 0; i < b->n_parents; i++)
+                dbus_connection_unregister_object_path(b->conn, parent_nodes[i].path);
+
+        /* Tickets hold references to other peers: drop them all before the peers. */
+        if (b->peers) {
+                g_hash_table_iter_init(&it, b->peers);
+                while (g_hash_table_iter_next(&it, NULL, &v))
+                        pending_ring_clear(&((peer_t *)v)->pending);
+                g_hash_table_unref(b->peers);
+        }
+        if (b->observers)
+                g_ptr_array_unref(b->observers);
+        registry_free(b->registry);
+        wire_done(&b->wire);
+        dbus_connection_unref(b->conn);
+        free(b);
+        return NULL;
+}
+
+static int dbus_error_errno(const DBusError *err)
+{
+        if (dbus_error_has_name(err, DBUS_ERROR_NO_MEMORY))
+                return -ENOMEM;
+        if (dbus_error_has_name(err, DBUS_ERROR_OBJECT_PATH_IN_USE))
+                return -EEXIST;
+        if (dbus_error_has_name(err, DBUS_ERROR_DISCONNECTED) ||
+            dbus_error_has_name(err, DBUS_ERROR_NO_REPLY))
+                return -ECONNRESET;
+        return -EIO;
+}
+
+int broker_new(DBusConnection *c, const whitelist_t *wl, broker_t **ret)
+{
+        broker_t *b;
+        DBusError err;
+        int r;
+
+        b = calloc(1, sizeof(*b));
+        if (!b)
+                return -ENOMEM;
+        b->conn = dbus_connection_ref(c);
+        b->wl = wl;
+        b->peers = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, peer_unref);
+        b->observers = g_ptr_array_new();
+        wire_init(&b->wire);
+        r = registry_new(VFIIPC_REGISTRATIONS_PER_PEER_MAX, &b->registry);
+        if (r < 0)
+                goto fail;
+
+        /* The match first: a connection that ends after this is seen ending (REGS-3). Messages
+         * are dispatched only later, by the loop, so none is handled before it is in place. */
+        if (!dbus_connection_add_filter(c, broker_filter, b, NULL)) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        b->filter_added = true;
+        dbus_error_init(&err);
+        dbus_bus_add_match(c, BROKER_MATCH_NAME_LOST, &err);
+        if (dbus_error_is_set(&err)) {
+                r = nfy_log_errno(LOG_ERR, dbus_error_errno(&err),
+                                  "cannot watch connections ending: %s", err.message);
+                dbus_error_free(&err);
+                goto fail;
+        }
+        b->match_added = true;
+
+        if (!dbus_connection_try_register_object_path(c, VFIIPC_BROKER_PATH, &broker_vtable, b,
+                                                      &err)) {
+                r = nfy_log_errno(LOG_ERR, dbus_error_errno(&err), "cannot serve %s: %s",
+                                  VFIIPC_BROKER_PATH, err.message);
+                dbus_error_free(&err);
+                goto fail;
+        }
+        b->path_registered = true;
+        for (; b->n_parents < ELEMENTSOF(parent_nodes); b->n_parents++)
+                if (!dbus_connection_try_register_object_path(c, parent_nodes[b->n_parents].path,
+                                                              &parent_vtable, b, &err)) {
+                        r = nfy_log_errno(LOG_ERR, dbus_error_errno(&err), "cannot serve %s: %s",
+                                          parent_nodes[b->n_parents].path, err.message);
+                        dbus_error_free(&err);
+                        goto fail;
+                }
+
+        nfy_log(LOG_INFO, "broker serving %s on %s", VFIIPC_BROKER_INTERFACE, VFIIPC_BROKER_PATH);
+        *ret = b;
+        return 0;
+fail:
+        broker_free(b);
+        return r;
+}
