@@ -68,7 +68,8 @@ static void on_count(void *data, const char *from, const char *to, const char *i
 static void on_echo(void *data, const char *from, const char *to, const char *id,
                     const json_t *param, unsigned flags)
 {
-        if (vfiipc_notify_text(from, PONG_ID, PARAM, 0, NULL) != VFIIPC_OK)
+        /* An echo as applications write it: the received value goes back. */
+        if (vfiipc_notify(from, PONG_ID, param, 0, NULL) != VFIIPC_OK)
                 fprintf(stderr, "vfiipc-bench: receiver: cannot answer %s\n", from);
 }
 
@@ -112,21 +113,27 @@ static int sender(const job_t *job, int in, int out)
 {
         _cleanup_free_ double *lat = NULL;
         report_t rep = {0};
+        /* The C form of ipcNotify(to, id, JSObject): the application holds a value. */
+        json_t *param = json_loads(PARAM, 0, NULL);
         int r;
 
+        if (!param)
+                return -ENOMEM;
         tally_init(0);
         vfiipc_set_app_id(TX_ID);
         /* Also connects, so no measurement includes setting up the connection. */
         if (vfiipc_register(PONG_ID, on_pong, NULL, 0, NULL) != VFIIPC_OK)
                 rep.status = -ENOTCONN;
         r = report_write(out, &rep);
-        if (r < 0 || rep.status < 0 || parent_wait(in) < 0)
+        if (r < 0 || rep.status < 0 || parent_wait(in) < 0) {
+                json_decref(param);
                 return -ECANCELED;
+        }
 
         if (job->mode == MODE_THROUGHPUT) {
                 rep.t_ns = now_ns();
                 for (; rep.count < bench_opt.count; rep.count++)
-                        if (vfiipc_notify_text(RX_ID, PING_ID, PARAM, 0, NULL) != VFIIPC_OK) {
+                        if (vfiipc_notify(RX_ID, PING_ID, param, 0, NULL) != VFIIPC_OK) {
                                 rep.status = -EIO;
                                 break;
                         }
@@ -136,7 +143,7 @@ static int sender(const job_t *job, int in, int out)
                         rep.status = -ENOMEM;
                 for (unsigned i = 0; lat && i < bench_opt.warmup + bench_opt.rounds; i++) {
                         int64_t t0 = now_ns();
-                        if (vfiipc_notify_text(RX_ID, PING_ID, PARAM, 0, NULL) != VFIIPC_OK) {
+                        if (vfiipc_notify(RX_ID, PING_ID, param, 0, NULL) != VFIIPC_OK) {
                                 rep.status = -EIO;
                                 break;
                         }
@@ -153,6 +160,7 @@ static int sender(const job_t *job, int in, int out)
         }
         r = report_write(out, &rep);
         parent_wait(in); /* exiting now could lose notifications still queued for the bus */
+        json_decref(param);
         return r < 0 ? r : rep.status;
 }
 
