@@ -23,6 +23,7 @@ struct bus_loop {
         DBusConnection *conn;
         int wake_fd;
         atomic_bool quit;
+        atomic_bool woken; /* an eventfd write is pending: later wakeups are free */
         pthread_mutex_t lock; /* guards watches and timers; never held across libdbus calls */
         GPtrArray *watches;   /* DBusWatch * */
         GArray *timers;       /* struct timer */
@@ -40,7 +41,8 @@ void bus_loop_wakeup(bus_loop_t *l)
 {
         uint64_t one = 1;
 
-        if (l)
+        /* Coalesced: a burst of sends costs one eventfd write and one wakeup, not one each. */
+        if (l && !atomic_exchange(&l->woken, true))
                 (void)!write(l->wake_fd, &one, sizeof(one));
 }
 
@@ -75,7 +77,11 @@ static void watch_remove(DBusWatch *w, void *data)
 
 static void watch_toggled(DBusWatch *w, void *data)
 {
-        bus_loop_wakeup(data);
+        /* A write watch is switched on and off again around every message another thread
+         * sends, and that thread usually writes the message itself. libdbus calls the wakeup
+         * function when a message stays queued, so only read-side changes need a wakeup here. */
+        if (dbus_watch_get_flags(w) & DBUS_WATCH_READABLE)
+                bus_loop_wakeup(data);
 }
 
 static void timer_arm(struct timer *t)
@@ -233,7 +239,10 @@ int bus_loop_run(bus_loop_t *l)
 
                 if (fds[0].revents & POLLIN) {
                         uint64_t v;
+                        /* Read first, then re-arm: state is examined only after this, so a
+                         * wakeup asked for in between is not lost. */
                         (void)!read(l->wake_fd, &v, sizeof(v));
+                        atomic_store(&l->woken, false);
                 }
                 for (unsigned i = 1; i < n; i++) {
                         unsigned f = 0;
