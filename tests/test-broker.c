@@ -16,7 +16,7 @@
 
 #include "broker/pending.h"
 #include "broker/registry.h"
-#include "broker/wire.h"
+#include "bus/wire.h"
 #include "bus/protocol.h"
 #include "server-fixture.h"
 

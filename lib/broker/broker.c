@@ -18,7 +18,7 @@
 #include "broker/broker.h"
 #include "broker/pending.h"
 #include "broker/registry.h"
-#include "broker/wire.h"
+#include "bus/wire.h"
 #include "bus/protocol.h"
 #include "core/log.h"
 #include "core/util.h"

@@ -1,6 +1,7 @@
 /* lib/client/client.c — the notification client (see client.h). */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -10,6 +11,7 @@
 #include "bus/address.h"
 #include "bus/loop.h"
 #include "bus/protocol.h"
+#include "bus/wire.h"
 #include "client/client.h"
 #include "core/log.h"
 #include "json/json-text.h"
@@ -810,6 +812,23 @@ static char *app_id_effective(void)
         return s;
 }
 
+/* Notify is built in wire format (lib/bus/wire.h: a quarter of the cost of appending five
+ * arguments with libdbus) and validated by libdbus's demarshaller, which also refuses text
+ * that is not UTF-8. Serials come from one counter, so each message has its own. */
+static DBusMessage *notify_message_new(const char *from, const char *to, const char *id,
+                                       const char *json, uint32_t flags)
+{
+        static atomic_uint serial = WIRE_SERIAL_FIRST;
+        DBusMessage *m;
+        wire_t w;
+
+        wire_init(&w);
+        w.serial = atomic_fetch_add(&serial, 1) | WIRE_SERIAL_FIRST;
+        m = wire_notify(&w, from, to, id, json, flags);
+        wire_done(&w);
+        return m;
+}
+
 int client_notify(const char *to, const char *notification_id, const char *json, size_t len,
                   unsigned flags, const char *from)
 {
@@ -830,8 +849,7 @@ int client_notify(const char *to, const char *notification_id, const char *json,
         if (!id_valid("from", from) || !id_valid("to", to) ||
             !id_valid("notification ID", notification_id))
                 return VFIIPC_ERR_SERVER;
-        if (!json || len > VFIIPC_PARAM_MAX || strlen(json) != len ||
-            !dbus_validate_utf8(json, NULL)) {
+        if (!json || len > VFIIPC_PARAM_MAX || strlen(json) != len) {
                 nfycl_log(LOG_ERR, "refusing '%s': param is not JSON text of at most %u bytes",
                           notification_id, VFIIPC_PARAM_MAX);
                 return VFIIPC_ERR_SERVER;
@@ -840,12 +858,10 @@ int client_notify(const char *to, const char *notification_id, const char *json,
         r = client_conn_get(&c);
         if (r < 0)
                 return result_from_errno(r);
-        m = broker_call_new("Notify");
-        if (!m || !dbus_message_append_args(m, DBUS_TYPE_STRING, &from, DBUS_TYPE_STRING, &to,
-                                            DBUS_TYPE_STRING, &notification_id, DBUS_TYPE_STRING,
-                                            &json, DBUS_TYPE_UINT32, &f, DBUS_TYPE_INVALID)) {
-                if (m)
-                        dbus_message_unref(m);
+        m = notify_message_new(from, to, notification_id, json, f);
+        if (!m) {
+                nfycl_log(LOG_ERR, "cannot send '%s': out of memory or param not UTF-8",
+                          notification_id);
                 dbus_connection_unref(c);
                 return VFIIPC_ERR_SERVER;
         }

@@ -1,4 +1,4 @@
-/* lib/broker/wire.c — the broker's signals in D-Bus wire format (see wire.h).
+/* lib/bus/wire.c — vfiipc's per-notification messages in D-Bus wire format (see wire.h).
  *
  * Message = fixed header (endianness, type, flags, version, body length, serial), the header
  * field array a(yv), padding to 8, the body. Every value is aligned to its size relative to
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/wire.h"
+#include "bus/wire.h"
 #include "bus/protocol.h"
 #include "core/log.h"
 
@@ -21,6 +21,7 @@
 #endif
 
 enum {
+        WIRE_TYPE_METHOD_CALL = 1,         /* DBUS_MESSAGE_TYPE_METHOD_CALL */
         WIRE_TYPE_SIGNAL = 4,              /* DBUS_MESSAGE_TYPE_SIGNAL */
         WIRE_FLAG_NO_REPLY_EXPECTED = 0x1, /* set on signals, as dbus_message_new_signal() does */
         WIRE_FIELD_PATH = 1,
@@ -125,10 +126,12 @@ static void put_field(wire_t *w, uint8_t code, const char *type, const char *val
                 put_str(w, value);
 }
 
-/* Writes the fixed header and the header fields; the body follows. */
-static void wire_begin(wire_t *w, const char *dest, const char *member, const char *signature)
+/* Writes the fixed header and the header fields; the body follows. Both message kinds carry
+ * NO_REPLY_EXPECTED: signals always (as dbus_message_new_signal() sets it), Notify by design. */
+static void wire_begin(wire_t *w, uint8_t type, const char *path, const char *interface,
+                       const char *dest, const char *member, const char *signature)
 {
-        const uint8_t fixed[4] = {WIRE_ENDIAN, WIRE_TYPE_SIGNAL, WIRE_FLAG_NO_REPLY_EXPECTED, 1};
+        const uint8_t fixed[4] = {WIRE_ENDIAN, type, WIRE_FLAG_NO_REPLY_EXPECTED, 1};
 
         w->len = 0;
         w->oom = false;
@@ -136,8 +139,8 @@ static void wire_begin(wire_t *w, const char *dest, const char *member, const ch
         put_u32(w, 0); /* body length, filled in by wire_end() */
         put_u32(w, w->serial);
         put_u32(w, 0); /* header field array length, filled in by wire_end() */
-        put_field(w, WIRE_FIELD_PATH, "o", VFIIPC_CLIENT_PATH);
-        put_field(w, WIRE_FIELD_INTERFACE, "s", VFIIPC_CLIENT_INTERFACE);
+        put_field(w, WIRE_FIELD_PATH, "o", path);
+        put_field(w, WIRE_FIELD_INTERFACE, "s", interface);
         put_field(w, WIRE_FIELD_MEMBER, "s", member);
         put_field(w, WIRE_FIELD_DESTINATION, "s", dest);
         put_field(w, WIRE_FIELD_SIGNATURE, "g", signature);
@@ -162,7 +165,7 @@ static DBusMessage *wire_end(wire_t *w)
                 m = dbus_message_demarshal(w->buf, (int)w->len, &err);
                 if (!m) {
                         /* Our arguments come validated from D-Bus itself: this is a bug. */
-                        nfy_log(LOG_ERR, "cannot build a signal: %s", err.message);
+                        nfy_log(LOG_ERR, "cannot build a message: %s", err.message);
                         dbus_error_free(&err);
                 }
         }
@@ -177,11 +180,31 @@ static DBusMessage *wire_end(wire_t *w)
         return m;
 }
 
+static void wire_signal_begin(wire_t *w, const char *dest, const char *member,
+                              const char *signature)
+{
+        wire_begin(w, WIRE_TYPE_SIGNAL, VFIIPC_CLIENT_PATH, VFIIPC_CLIENT_INTERFACE, dest, member,
+                   signature);
+}
+
+DBusMessage *wire_notify(wire_t *w, const char *from, const char *to, const char *id,
+                         const char *json, uint32_t flags)
+{
+        wire_begin(w, WIRE_TYPE_METHOD_CALL, VFIIPC_BROKER_PATH, VFIIPC_BROKER_INTERFACE,
+                   VFIIPC_BROKER_NAME, "Notify", "ssssu");
+        put_str(w, from);
+        put_str(w, to);
+        put_str(w, id);
+        put_str(w, json);
+        put_u32(w, flags);
+        return wire_end(w);
+}
+
 DBusMessage *wire_deliver(wire_t *w, const char *dest, const char *from, const char *to,
                           const char *id, const char *json, uint32_t flags, const char *receiver,
                           uint64_t ticket)
 {
-        wire_begin(w, dest, "Deliver", "ssssust");
+        wire_signal_begin(w, dest, "Deliver", "ssssust");
         put_str(w, from);
         put_str(w, to);
         put_str(w, id);
@@ -195,7 +218,7 @@ DBusMessage *wire_deliver(wire_t *w, const char *dest, const char *from, const c
 DBusMessage *wire_observed(wire_t *w, const char *dest, const char *from, const char *to,
                            const char *id, uint32_t flags)
 {
-        wire_begin(w, dest, "Observed", "sssu");
+        wire_signal_begin(w, dest, "Observed", "sssu");
         put_str(w, from);
         put_str(w, to);
         put_str(w, id);
@@ -206,7 +229,7 @@ DBusMessage *wire_observed(wire_t *w, const char *dest, const char *from, const 
 DBusMessage *wire_unicast_error(wire_t *w, const char *dest, const char *from, const char *to,
                                 const char *id, const char *json, uint32_t flags)
 {
-        wire_begin(w, dest, "UnicastError", "ssssu");
+        wire_signal_begin(w, dest, "UnicastError", "ssssu");
         put_str(w, from);
         put_str(w, to);
         put_str(w, id);

@@ -1,9 +1,9 @@
-/* lib/broker/wire.h — the broker's three signals (Deliver, Observed, UnicastError) written in
- * D-Bus wire format and turned into a DBusMessage with dbus_message_demarshal().
+/* lib/bus/wire.h — the messages sent once per notification (the client's Notify, the broker's
+ * Deliver, Observed and UnicastError) written in D-Bus wire format and turned into a DBusMessage with dbus_message_demarshal().
  *
  * Why: libdbus rewrites the SIGNATURE header field after every dbus_message_append_args()
  * argument; for a 7-argument Deliver that measured ~20 µs per message, the broker's largest
- * cost per notification, against ~3 µs for demarshalling the same bytes (which validates them
+ * cost per notification (and most of a sender's, for the 5-argument Notify), against ~3 µs for demarshalling the same bytes (which validates them
  * fully, so nothing malformed can leave). The layout follows the D-Bus specification, "Message
  * Format"; the header fields come in libdbus's order (PATH, INTERFACE, MEMBER, DESTINATION,
  * SIGNATURE), so the bytes equal what libdbus itself would send (tests compare them).
@@ -13,7 +13,7 @@
  * (libdbus counts its own from 1 for the broker's few replies): nothing answers signals, and
  * the numbers stay distinct for anyone reading dbus-monitor.
  *
- * Threads: a wire_t belongs to one thread (the broker's loop thread). */
+ * Threads: a wire_t belongs to one thread at a time. */
 #pragma once
 
 #include <stdbool.h>
@@ -38,6 +38,9 @@ void wire_done(wire_t *w); /* frees the buffer; w can be initialised again */
 /* Each returns a new message (unref it) addressed to dest, on VFIIPC_CLIENT_PATH and
  * VFIIPC_CLIENT_INTERFACE, with the arguments of lib/bus/protocol.h; NULL when out of memory or
  * when an argument is not valid for D-Bus (not UTF-8, bad destination), which is logged. */
+/* Notify(from, to, id, json, flags) to the broker, NO_REPLY_EXPECTED. Same return rules. */
+DBusMessage *wire_notify(wire_t *w, const char *from, const char *to, const char *id,
+                         const char *json, uint32_t flags);
 DBusMessage *wire_deliver(wire_t *w, const char *dest, const char *from, const char *to,
                           const char *id, const char *json, uint32_t flags, const char *receiver,
                           uint64_t ticket);
