@@ -109,7 +109,8 @@ static void test_echo_round_trip()
         close(pipefd[0]);
 
         ipcSetAppID("echo-client");
-        g_assert_cmpstr(ipcGetAppID().c_str(), ==, "echo-client");
+        std::string own = ipcGetAppID();
+        g_assert_cmpstr(own.c_str(), ==, "echo-client");
         g_assert_cmpint(ipcRegisterNotificationCB("echo-reply", reply_cb, 0), ==, NOTIFY_OK);
         g_assert_cmpint(ipcRegisterUnicastError(error_cb, 0), ==, NOTIFY_OK);
 
