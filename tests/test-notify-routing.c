@@ -322,6 +322,22 @@ static void test_observer_unregister(server_fixture_t *f, gconstpointer unused)
         peer_free(s);
 }
 
+/* G-60, G-74: the empty notification ID is an ordinary ID; IDs are case-sensitive. */
+static void test_empty_and_case_sensitive_ids(server_fixture_t *f, gconstpointer unused)
+{
+        peer_t *a = peer_new("a"), *s = peer_new("s");
+
+        g_assert_cmpint(peer_cmd(a, "register", "", "0", "", NULL), ==, 0);
+        g_assert_cmpint(peer_cmd(a, "register", "Job", "0", "", NULL), ==, 0);
+        g_assert_cmpint(notify(s, "a", "", "1"), ==, 0);
+        expect_deliver(a, "-", "s", "a", "", "1");
+        g_assert_cmpint(notify(s, "*", "job", "2"), ==, 0);
+        g_assert_cmpint(notify(s, "A", "Job", "3"), ==, 0);
+        g_assert_cmpuint(peer_count(a, "deliver\t", QUIET_MS), ==, 0);
+        peer_free(a);
+        peer_free(s);
+}
+
 /* SRV-2, REG-6, NTF-4: without a server, calls fail with NOTIFY_ERR_SERVER. */
 static void test_no_server(void)
 {
@@ -356,6 +372,7 @@ int main(int argc, char **argv)
         ADD("/routing/registrations-vanish-with-process", test_registrations_vanish_with_process);
         ADD("/routing/unregister", test_unregister);
         ADD("/routing/observer-unregister", test_observer_unregister);
+        ADD("/routing/empty-and-case-sensitive-ids", test_empty_and_case_sensitive_ids);
         g_test_add_func("/routing/no-server", test_no_server);
         return g_test_run();
 }
