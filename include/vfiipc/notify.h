@@ -10,14 +10,10 @@
 
 #include <jansson.h>
 
+#include <vfiipc/common.h>
+
 #ifdef __cplusplus
 extern "C" {
-#endif
-
-#if defined(__GNUC__)
-#define VFIIPC_PUBLIC __attribute__((visibility("default")))
-#else
-#define VFIIPC_PUBLIC
 #endif
 
 typedef enum vfiipc_result {
