@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# tools/install-deps.sh — installs what building, testing and the demo need on Debian 12.
+# tools/install-deps.sh — installs what building, testing, packaging and the demo need on
+# Debian 12.
 # Used by both README set-up commands (tools/demo.sh and .ci/run). Idempotent.
 set -euo pipefail
 pkgs=(meson ninja-build gcc g++ clang pkg-config libdbus-1-dev libjansson-dev libglib2.0-dev
-      dbus-daemon dbus-bin)
+      dbus-daemon dbus-bin
+      # Debian packaging (.ci/packages): dpkg-buildpackage, dh, lintian
+      build-essential dpkg-dev debhelper lintian)
 missing=()
 for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -1,6 +1,10 @@
 /* tools/notifysvc.c — the notification server as its own process (SVC-1…5, G-95).
  *
- *   notifysvc [CONFIG]    runs the server in the foreground until SIGTERM/SIGINT
+ *   notifysvc [--log-level LEVEL] [CONFIG]    runs the server in the foreground until
+ *                                             SIGTERM/SIGINT
+ *
+ * Diagnostics go to stderr (LOG-3); under systemd (JOURNAL_STREAM set) stderr is already
+ * connected to the journal, so nothing else is needed for journal logging.
  *
  * Exit status (G-95): 0 after a clean shutdown, else the absolute NotifyResult: 1 server error
  * (also "a server runs already", SRV-5), 3 permission, 4 configuration file, 5 syntax; 64 for
@@ -13,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include <vfiipc/notify.h>
@@ -36,18 +41,22 @@ static void on_stop_signal(int sig)
 static void usage(FILE *f)
 {
         fprintf(f,
-                "Usage: notifysvc [OPTION] [CONFIG]\n"
+                "Usage: notifysvc [OPTION]... [CONFIG]\n"
                 "Runs the vfiipc notification server in the foreground: starts the private\n"
                 "bus and serves until SIGTERM or SIGINT.\n"
                 "\n"
-                "  CONFIG         remote-access whitelist file; without it %s\n"
-                "                 (or a legacy V/OS location) when it exists, else no remote\n"
-                "                 access\n"
-                "  -h, --help     show this help\n"
-                "  -V, --version  show the version\n"
+                "  CONFIG             remote-access whitelist file; without it\n"
+                "                     %s (or a legacy V/OS\n"
+                "                     location) when it exists, else no remote access\n"
+                "  --log-level LEVEL  log this syslog level and all more severe ones: emerg,\n"
+                "                     alert, crit, err, warning, notice, info, debug or 0-7\n"
+                "                     (sets NFY_LOGMASK; err = 15)\n"
+                "  -h, --help         show this help\n"
+                "  -V, --version      show the version\n"
                 "\n"
                 "Environment: VFIIPC_BUS_ADDRESS (bus address), VFIIPC_BUS_CONFIG (dbus-daemon\n"
                 "configuration), NFY_LOGMASK (diagnostics, e.g. 8 for errors, 255 for all).\n"
+                "Diagnostics go to stderr, which systemd connects to the journal.\n"
                 "Exit status: 0 clean shutdown, 1 server error or already running, 3 permission,\n"
                 "4 configuration file, 5 configuration syntax, 64 usage.\n",
                 VFIIPC_NOTIFY_CFG_DEFAULT);
@@ -67,6 +76,26 @@ static const char *default_config(void)
                 if (candidates[i][0] == '/' && access(candidates[i], F_OK) == 0)
                         return candidates[i];
         return NULL; /* SVC-3: no remote access */
+}
+
+/* --log-level: a syslog level name or number; the mask has that level's bit and every more
+ * severe one (LOG-2, G-96: the mask itself is a pure bit mask). Returns the mask or -1. */
+static int log_level_mask(const char *s)
+{
+        static const char *const names[] = {"emerg",   "alert",  "crit", "err",
+                                            "warning", "notice", "info", "debug"};
+        int level = -1;
+
+        if (s[0] >= '0' && s[0] <= '7' && !s[1])
+                level = s[0] - '0';
+        for (int i = 0; i < 8 && level < 0; i++)
+                if (!strcmp(s, names[i]))
+                        level = i;
+        if (level < 0 && !strcmp(s, "error"))
+                level = LOG_ERR;
+        if (level < 0 && !strcmp(s, "warn"))
+                level = LOG_WARNING;
+        return level < 0 ? -1 : (1 << (level + 1)) - 1;
 }
 
 static void report(vfiipc_result r, const char *config)
@@ -125,6 +154,24 @@ int main(int argc, char **argv)
                 if (!no_more_options && (!strcmp(a, "-V") || !strcmp(a, "--version"))) {
                         printf("notifysvc (vfiipc) %s\n", vfiipc_version());
                         return 0;
+                }
+                if (!no_more_options && (!strcmp(a, "--log-level") ||
+                                         !strncmp(a, "--log-level=", 12))) {
+                        const char *v = a[11] == '=' ? a + 12 : (i + 1 < argc ? argv[++i] : NULL);
+                        int mask = v ? log_level_mask(v) : -1;
+                        char buf[8];
+
+                        if (mask < 0) {
+                                fprintf(stderr, "notifysvc: --log-level needs a syslog level "
+                                                "(emerg ... debug, or 0-7)%s%s\n",
+                                        v ? ", not " : "", v ? v : "");
+                                usage(stderr);
+                                return EX_USAGE;
+                        }
+                        /* Before the first library call, which reads it (LOG-3). */
+                        snprintf(buf, sizeof(buf), "%d", mask);
+                        setenv("NFY_LOGMASK", buf, 1);
+                        continue;
                 }
                 if (!no_more_options && !strcmp(a, "--")) {
                         no_more_options = true;
