@@ -3,6 +3,8 @@
  * server (started in main) and each test uses its own notification IDs.
  * legacy-api.md §6.3 (CBT-*), §6.6 (UNREG-4/5), G-68, G-69. */
 #include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -406,6 +408,92 @@ static void test_server_restart_reregisters(void)
         vfiipc_unregister("t.restart", NULL, NULL, NULL);
 }
 
+/* ---- G-76: a fork()ed child starts afresh, even when the parent's callback threads idled ---- */
+
+static atomic_int fork_count;
+
+static void cb_fork(void *data, const char *from, const char *to, const char *id,
+                    const json_t *param, unsigned flags)
+{
+        atomic_fetch_add(&fork_count, 1);
+}
+
+static void test_forked_child_starts_afresh(void)
+{
+        pid_t pid;
+        int status;
+
+        g_assert_cmpint(vfiipc_register("t.fork", cb_fork, NULL, 0, NULL), ==, VFIIPC_OK);
+        g_assert_cmpint(vfiipc_notify_text("*", "t.fork", "1", 0, NULL), ==, VFIIPC_OK);
+        g_assert_cmpint(wait_atomic(&fork_count, 1), ==, 1);
+        g_usleep(800 * 1000); /* the callback thread has gone idle */
+        pid = fork();
+        g_assert_cmpint(pid, >=, 0);
+        if (pid == 0) {
+                gint64 deadline = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
+                atomic_store(&fork_count, 0);
+                vfiipc_set_app_id("fork-child");
+                if (vfiipc_register("t.fork.child", cb_fork, NULL, 0, NULL) != VFIIPC_OK)
+                        _exit(2);
+                if (vfiipc_notify_text("fork-child", "t.fork.child", "2", 0, NULL) != VFIIPC_OK)
+                        _exit(3);
+                while (atomic_load(&fork_count) < 1 && g_get_monotonic_time() < deadline)
+                        g_usleep(1000);
+                _exit(atomic_load(&fork_count) == 1 ? 0 : 4);
+        }
+        g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+        g_assert_true(WIFEXITED(status));
+        g_assert_cmpint(WEXITSTATUS(status), ==, 0);
+        /* The parent is unaffected. */
+        g_assert_cmpint(vfiipc_notify_text("*", "t.fork", "3", 0, NULL), ==, VFIIPC_OK);
+        g_assert_cmpint(wait_atomic(&fork_count, 2), ==, 2);
+        vfiipc_unregister("t.fork", NULL, NULL, NULL);
+}
+
+/* ---- the server dies while a thread sends large notifications: no crash, back after ---- */
+
+static atomic_int flood_stop;
+
+static gpointer big_sender(gpointer unused)
+{
+        char *blob = g_malloc(16 * 1024 + 3);
+
+        memset(blob, 'y', 16 * 1024 + 2);
+        blob[0] = blob[16 * 1024 + 1] = '"';
+        blob[16 * 1024 + 2] = '\0';
+        while (!atomic_load(&flood_stop)) {
+                vfiipc_notify_text("nobody-listens", "t.killflood", blob, 0, NULL);
+                g_usleep(500);
+        }
+        g_free(blob);
+        return NULL;
+}
+
+static void test_server_killed_during_flood(void)
+{
+        GThread *th = g_thread_new("flood", big_sender, NULL);
+        gint64 deadline;
+        int before;
+
+        g_usleep(300 * 1000);
+        server_fixture_kill(&server);
+        g_usleep(200 * 1000);
+        server_fixture_restart(&server);
+        g_usleep(300 * 1000);
+        atomic_store(&flood_stop, 1);
+        g_thread_join(th);
+
+        deadline = g_get_monotonic_time() + 15 * G_USEC_PER_SEC;
+        before = atomic_load(&restart_count);
+        while (atomic_load(&restart_count) == before && g_get_monotonic_time() < deadline) {
+                if (vfiipc_register("t.afterflood", cb_restart, NULL, 0, NULL) == VFIIPC_OK)
+                        vfiipc_notify_text("*", "t.afterflood", "1", 0, NULL);
+                g_usleep(50 * 1000);
+        }
+        g_assert_cmpint(atomic_load(&restart_count), >, before);
+        vfiipc_unregister("t.afterflood", NULL, NULL, NULL);
+}
+
 /* ---- observers in-process (OBS-1, OBS-2, UE-5 list semantics) ---- */
 
 static atomic_int obs_a, obs_b;
@@ -474,6 +562,8 @@ int main(int argc, char **argv)
         g_test_add_func("/threads/forged-delivery-ignored", test_forged_delivery_ignored);
         g_test_add_func("/threads/observer-list-semantics", test_observer_list_semantics);
         g_test_add_func("/threads/server-restart-reregisters", test_server_restart_reregisters);
+        g_test_add_func("/threads/server-killed-during-flood", test_server_killed_during_flood);
+        g_test_add_func("/threads/forked-child-starts-afresh", test_forked_child_starts_afresh);
         r = g_test_run();
         server_fixture_stop(&server);
         return r;

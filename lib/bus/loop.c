@@ -77,9 +77,9 @@ static void watch_remove(DBusWatch *w, void *data)
 
 static void watch_toggled(DBusWatch *w, void *data)
 {
-        /* A write watch is switched on and off again around every message another thread
-         * sends, and that thread usually writes the message itself. libdbus calls the wakeup
-         * function when a message stays queued, so only read-side changes need a wakeup here. */
+        /* Writing is decided from dbus_connection_has_messages_to_send(), and libdbus calls
+         * the wakeup function whenever a message stays queued; the write watch, switched on
+         * and off around every message another thread sends, needs no wakeup of its own. */
         if (dbus_watch_get_flags(w) & DBUS_WATCH_READABLE)
                 bus_loop_wakeup(data);
 }
@@ -192,12 +192,12 @@ bus_loop_t *bus_loop_free(bus_loop_t *l)
 
 int bus_loop_run(bus_loop_t *l)
 {
-        struct pollfd fds[8];
-        DBusWatch *ready[8];
-
         for (;;) {
-                unsigned n = 0, nw = 0;
+                struct pollfd fds[2];
+                unsigned n = 1;
                 int64_t next = -1, t;
+                int fd = -1;
+                bool want_read = false;
                 int r;
 
                 while (dbus_connection_dispatch(l->conn) == DBUS_DISPATCH_DATA_REMAINS)
@@ -209,20 +209,20 @@ int bus_loop_run(bus_loop_t *l)
                     dbus_connection_get_dispatch_status(l->conn) == DBUS_DISPATCH_COMPLETE)
                         return -ECONNRESET;
 
-                fds[n++] = (struct pollfd){.fd = l->wake_fd, .events = POLLIN};
+                /* Messages other threads queued but could not write (libdbus woke us). */
+                if (dbus_connection_has_messages_to_send(l->conn))
+                        dbus_connection_read_write(l->conn, 0);
+
                 pthread_mutex_lock(&l->lock);
-                /* A connection has one or two watches (read, write); more never happens. */
-                for (guint i = 0; i < l->watches->len && n < ELEMENTSOF(fds); i++) {
+                /* The watches tell the socket and whether reading is allowed (libdbus turns
+                 * reading off when its incoming queue is full); they are only read under our
+                 * lock, since another thread may remove and free them at any time. */
+                for (guint i = 0; i < l->watches->len; i++) {
                         DBusWatch *w = g_ptr_array_index(l->watches, i);
-                        unsigned f;
-                        if (!dbus_watch_get_enabled(w))
-                                continue;
-                        f = dbus_watch_get_flags(w);
-                        ready[n] = w;
-                        fds[n++] = (struct pollfd){
-                                .fd = dbus_watch_get_unix_fd(w),
-                                .events = (short)(((f & DBUS_WATCH_READABLE) ? POLLIN : 0) |
-                                                  ((f & DBUS_WATCH_WRITABLE) ? POLLOUT : 0))};
+                        fd = dbus_watch_get_unix_fd(w);
+                        if (dbus_watch_get_enabled(w) &&
+                            (dbus_watch_get_flags(w) & DBUS_WATCH_READABLE))
+                                want_read = true;
                 }
                 for (guint i = 0; i < l->timers->len; i++) {
                         struct timer *tm = &g_array_index(l->timers, struct timer, i);
@@ -231,6 +231,14 @@ int bus_loop_run(bus_loop_t *l)
                                 next = tm->due_ms;
                 }
                 pthread_mutex_unlock(&l->lock);
+
+                fds[0] = (struct pollfd){.fd = l->wake_fd, .events = POLLIN};
+                if (fd >= 0) {
+                        short ev = want_read ? POLLIN : 0;
+                        if (dbus_connection_has_messages_to_send(l->conn))
+                                ev |= POLLOUT;
+                        fds[n++] = (struct pollfd){.fd = fd, .events = ev};
+                }
 
                 t = next < 0 ? -1 : next - now_ms();
                 r = poll(fds, n, next < 0 ? -1 : (t < 0 ? 0 : (int)MIN(t, INT32_MAX)));
@@ -244,21 +252,11 @@ int bus_loop_run(bus_loop_t *l)
                         (void)!read(l->wake_fd, &v, sizeof(v));
                         atomic_store(&l->woken, false);
                 }
-                for (unsigned i = 1; i < n; i++) {
-                        unsigned f = 0;
-                        if (!fds[i].revents)
-                                continue;
-                        if (fds[i].revents & POLLIN)
-                                f |= DBUS_WATCH_READABLE;
-                        if (fds[i].revents & POLLOUT)
-                                f |= DBUS_WATCH_WRITABLE;
-                        if (fds[i].revents & POLLHUP)
-                                f |= DBUS_WATCH_HANGUP;
-                        if (fds[i].revents & (POLLERR | POLLNVAL))
-                                f |= DBUS_WATCH_ERROR;
-                        nw++;
-                        dbus_watch_handle(ready[i], f);
-                }
+                /* The I/O itself goes through the connection, under its own locks, rather than
+                 * dbus_watch_handle() on a watch pointer that may have been freed meanwhile
+                 * (a send failing on another thread disconnects and frees the watches). */
+                if (n > 1 && fds[1].revents)
+                        dbus_connection_read_write(l->conn, 0);
 
                 if (next >= 0) {
                         DBusTimeout *due[8];
@@ -273,9 +271,11 @@ int bus_loop_run(bus_loop_t *l)
                                 }
                         }
                         pthread_mutex_unlock(&l->lock);
+                        /* Residual race: a timeout removed by another thread right now. Only
+                         * pending-call timeouts exist, and with the client's calls completed on
+                         * this thread (lib/client) they are removed here too. */
                         for (unsigned i = 0; i < nd; i++)
                                 dbus_timeout_handle(due[i]);
                 }
-                (void)nw;
         }
 }

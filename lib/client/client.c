@@ -65,6 +65,12 @@ static struct client {
         pthread_mutex_t lock; /* all state below; never held across callbacks or blocking calls */
         pthread_cond_t changed;       /* some slot's running count dropped */
         pthread_mutex_t connect_lock; /* serialises first connection set-ups */
+        /* Held while a change of the tables and the message telling the broker about it are
+         * queued together, so the broker hears of changes in the order they happened (a
+         * Register and an Unregister of one key from two threads, a re-registration after a
+         * reconnect). Taken before `lock`; never held while waiting for a reply. */
+        pthread_mutex_t send_lock;
+        int sock_fd; /* the connection's socket, closed in a fork()ed child (G-76) */
         conn_state_t state;
         DBusConnection *conn;
         char *broker; /* unique name of the broker: the only accepted signal sender */
@@ -77,7 +83,13 @@ static struct client {
         .lock = PTHREAD_MUTEX_INITIALIZER,
         .changed = PTHREAD_COND_INITIALIZER,
         .connect_lock = PTHREAD_MUTEX_INITIALIZER,
+        .send_lock = PTHREAD_MUTEX_INITIALIZER,
+        .sock_fd = -1,
 };
+
+/* The dispatcher thread does its own I/O when it calls the broker (its loop is not running
+ * then); every other thread leaves the I/O to the loop and waits for the reply. */
+static __thread bool on_dispatcher;
 
 /* The slot whose callback runs on this thread: unregistering it from inside itself must not
  * wait for itself (UNREG-5, G-69). */
@@ -153,13 +165,34 @@ static void slots_wait(slot_t *const *v, size_t n)
 
 static void task_run(gpointer p, gpointer unused);
 
+/* fork() while another thread changes the state would hand the child a half-done change. */
+static void client_atfork_prepare(void)
+{
+        pthread_mutex_lock(&client.connect_lock);
+        pthread_mutex_lock(&client.send_lock);
+        pthread_mutex_lock(&client.lock);
+}
+
+static void client_atfork_parent(void)
+{
+        pthread_mutex_unlock(&client.lock);
+        pthread_mutex_unlock(&client.send_lock);
+        pthread_mutex_unlock(&client.connect_lock);
+}
+
 /* G-76: the child of fork() has no connection, threads or registrations; it starts afresh.
- * The parent's libdbus objects are left alone (their locks may be held by vanished threads). */
+ * The parent's libdbus objects are left alone (their locks may be held by vanished threads),
+ * but the inherited socket is closed: otherwise the parent's registrations would live on in
+ * the broker as long as the child does. */
 static void client_atfork_child(void)
 {
-        pthread_mutex_init(&client.lock, NULL);
+        pthread_mutex_unlock(&client.lock);
+        pthread_mutex_unlock(&client.send_lock);
+        pthread_mutex_unlock(&client.connect_lock);
         pthread_cond_init(&client.changed, NULL);
-        pthread_mutex_init(&client.connect_lock, NULL);
+        if (client.sock_fd >= 0)
+                close(client.sock_fd);
+        client.sock_fd = -1;
         client.state = CONN_NONE;
         client.conn = NULL;
         client.broker = NULL;
@@ -173,7 +206,7 @@ static void client_atfork_child(void)
 static void client_once_init(void)
 {
         dbus_threads_init_default();
-        pthread_atfork(NULL, NULL, client_atfork_child);
+        pthread_atfork(client_atfork_prepare, client_atfork_parent, client_atfork_child);
 }
 
 /* Tables and worker pool, created on first use (LIFE-1, G-77). Called with client.lock. */
@@ -193,6 +226,11 @@ static int client_tables_ensure(void)
         /* CBT-1/CBT-2: unlimited, non-exclusive: a new thread whenever none is idle, so no
          * invocation ever waits for another; idle threads exit (GLib's idle timeout). */
         client.pool = g_thread_pool_new(task_run, NULL, -1, FALSE, &error);
+        /* Idle threads of shared pools otherwise park in a process-wide GLib queue that a
+         * fork()ed child inherits without its threads: the child's first callback would be
+         * handed to a thread that does not exist. With no parking, idle threads just exit
+         * (after GLib's half-second wait for more work). Process-wide, costs only speed. */
+        g_thread_pool_set_max_unused_threads(0);
         if (!client.pool) {
                 nfycl_log(LOG_ERR, "cannot create callback threads: %s", error->message);
                 g_error_free(error);
@@ -244,45 +282,179 @@ static DBusMessage *broker_call_new(const char *method)
                                             VFIIPC_BROKER_INTERFACE, method);
 }
 
-/* Sends a call; with want_reply waits for the broker's answer. */
+/* A call in flight: the loop thread reads its reply and signals the waiter. */
+typedef struct call {
+        DBusPendingCall *pending;
+        struct call_wait *wait;
+        DBusMessage *reply; /* dispatcher thread: the reply of a blocking call */
+        int error;          /* set when queueing already failed */
+} call_t;
+
+typedef struct call_wait {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        bool done;
+} call_wait_t;
+
+static void call_wait_free(void *p)
+{
+        call_wait_t *w = p;
+
+        pthread_mutex_destroy(&w->lock);
+        pthread_cond_destroy(&w->cond);
+        free(w);
+}
+
+static void call_done(DBusPendingCall *pending, void *data)
+{
+        call_wait_t *w = data;
+
+        pthread_mutex_lock(&w->lock);
+        w->done = true;
+        pthread_cond_broadcast(&w->cond);
+        pthread_mutex_unlock(&w->lock);
+}
+
+/* Sends a call without a reply. Takes m. */
+static int broker_send(DBusConnection *c, DBusMessage *m)
+{
+        int r;
+
+        dbus_message_set_no_reply(m, TRUE);
+        r = dbus_connection_send(c, m, NULL) ? 0 : -ENOMEM;
+        dbus_message_unref(m);
+        return r;
+}
+
+/* Queues a call whose reply broker_call_finish() waits for; cheap, so callers may hold
+ * send_lock. On the dispatcher thread the call completes here (its loop is not running).
+ * Takes m. */
+static void broker_call_start(DBusConnection *c, DBusMessage *m, call_t *call)
+{
+        pthread_condattr_t a;
+        call_wait_t *w;
+
+        *call = (call_t){0};
+        if (on_dispatcher) {
+                DBusError err;
+                dbus_error_init(&err);
+                call->reply = dbus_connection_send_with_reply_and_block(c, m, CALL_TIMEOUT_MS,
+                                                                        &err);
+                if (!call->reply) {
+                        call->error = dbus_error_to_errno(&err);
+                        nfycl_log(LOG_ERR, "server call failed: %s", err.message);
+                        dbus_error_free(&err);
+                }
+                dbus_message_unref(m);
+                return;
+        }
+        w = calloc(1, sizeof(*w));
+        if (!w) {
+                dbus_message_unref(m);
+                call->error = -ENOMEM;
+                return;
+        }
+        pthread_mutex_init(&w->lock, NULL);
+        pthread_condattr_init(&a);
+        pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+        pthread_cond_init(&w->cond, &a);
+        pthread_condattr_destroy(&a);
+        if (!dbus_connection_send_with_reply(c, m, &call->pending, CALL_TIMEOUT_MS) ||
+            !call->pending) {
+                /* NULL pending: the connection is gone already. */
+                call->error = call->pending ? -ENOMEM : -ENOTCONN;
+                dbus_message_unref(m);
+                call_wait_free(w);
+                return;
+        }
+        dbus_message_unref(m);
+        if (!dbus_pending_call_set_notify(call->pending, call_done, w, call_wait_free)) {
+                call_wait_free(w);
+                dbus_pending_call_cancel(call->pending);
+                call->error = -ENOMEM;
+                return;
+        }
+        call->wait = w;
+}
+
+/* Waits for the reply (the loop's timer ends the call after CALL_TIMEOUT_MS; our own deadline
+ * is a safety net). 0 for a method return, else a negative errno. */
+static int broker_call_finish(call_t *call)
+{
+        struct timespec deadline;
+        DBusMessage *reply = call->reply;
+        DBusError err;
+        int r = call->error;
+
+        if (call->pending) {
+                clock_gettime(CLOCK_MONOTONIC, &deadline);
+                deadline.tv_sec += CALL_TIMEOUT_MS / 1000 + 5;
+                for (;;) {
+                        bool done;
+                        /* Outside w->lock: the completed flag takes the connection's lock. */
+                        if (dbus_pending_call_get_completed(call->pending))
+                                break;
+                        pthread_mutex_lock(&call->wait->lock);
+                        done = call->wait->done;
+                        if (!done && pthread_cond_timedwait(&call->wait->cond,
+                                                            &call->wait->lock,
+                                                            &deadline) == ETIMEDOUT)
+                                done = true;
+                        pthread_mutex_unlock(&call->wait->lock);
+                        if (done)
+                                break;
+                }
+                reply = dbus_pending_call_steal_reply(call->pending);
+                if (!reply) {
+                        dbus_pending_call_cancel(call->pending);
+                        r = -ETIMEDOUT;
+                        nfycl_log(LOG_ERR, "server call timed out");
+                }
+                dbus_pending_call_unref(call->pending); /* frees the wait record */
+        }
+        if (reply) {
+                dbus_error_init(&err);
+                if (dbus_set_error_from_message(&err, reply)) {
+                        r = dbus_error_to_errno(&err);
+                        nfycl_log(LOG_ERR, "server call failed: %s", err.message);
+                        dbus_error_free(&err);
+                }
+                dbus_message_unref(reply);
+        }
+        *call = (call_t){0};
+        return r;
+}
+
+/* Sends a call; with want_reply waits for the broker's answer. Takes m. */
 static int broker_call(DBusConnection *c, DBusMessage *m, bool want_reply)
 {
-        DBusMessage *reply;
-        DBusError err;
-        int r = 0;
+        call_t call;
 
-        if (!want_reply) {
-                dbus_message_set_no_reply(m, TRUE);
-                r = dbus_connection_send(c, m, NULL) ? 0 : -ENOMEM;
+        if (!want_reply)
+                return broker_send(c, m);
+        broker_call_start(c, m, &call);
+        return broker_call_finish(&call);
+}
+
+static DBusMessage *register_message_new(const char *to, const char *id, int priority)
+{
+        DBusMessage *m = broker_call_new("Register");
+        dbus_int32_t prio = priority;
+
+        if (m && !dbus_message_append_args(m, DBUS_TYPE_STRING, &to, DBUS_TYPE_STRING, &id,
+                                           DBUS_TYPE_INT32, &prio, DBUS_TYPE_INVALID)) {
                 dbus_message_unref(m);
-                return r;
+                m = NULL;
         }
-        dbus_error_init(&err);
-        reply = dbus_connection_send_with_reply_and_block(c, m, CALL_TIMEOUT_MS, &err);
-        dbus_message_unref(m);
-        if (!reply) {
-                r = dbus_error_to_errno(&err);
-                nfycl_log(LOG_ERR, "broker call failed: %s", err.message);
-                dbus_error_free(&err);
-                return r;
-        }
-        dbus_message_unref(reply);
-        return 0;
+        return m;
 }
 
 static int broker_register(DBusConnection *c, const char *to, const char *id, int priority,
                            bool want_reply)
 {
-        DBusMessage *m = broker_call_new("Register");
-        dbus_int32_t prio = priority;
+        DBusMessage *m = register_message_new(to, id, priority);
 
-        if (!m || !dbus_message_append_args(m, DBUS_TYPE_STRING, &to, DBUS_TYPE_STRING, &id,
-                                            DBUS_TYPE_INT32, &prio, DBUS_TYPE_INVALID)) {
-                if (m)
-                        dbus_message_unref(m);
-                return -ENOMEM;
-        }
-        return broker_call(c, m, want_reply);
+        return m ? broker_call(c, m, want_reply) : -ENOMEM;
 }
 
 static int broker_call_simple(DBusConnection *c, const char *method, bool want_reply)
@@ -338,12 +510,22 @@ static void task_run(gpointer p, gpointer unused)
         task_t *t = p;
         slot_t *s = t->slot;
         json_t *param = NULL;
+        client_invoke_fn notify;
+        client_observe_fn observe;
+        client_fn cb;
+        void *data;
         bool removed;
 
+        /* Copied under the lock: a re-registration (REG-3) replaces them meanwhile, and a
+         * callback must never get the other registration's data. */
         pthread_mutex_lock(&client.lock);
         removed = s->removed;
         if (!removed)
                 s->running++;
+        notify = s->notify;
+        observe = s->observe;
+        cb = s->cb;
+        data = s->data;
         pthread_mutex_unlock(&client.lock);
 
         if (removed) {
@@ -361,12 +543,12 @@ static void task_run(gpointer p, gpointer unused)
 
         current_slot = s;
         if (s->kind == SLOT_OBSERVER)
-                s->observe(s->cb, s->data, t->from, t->to, t->id, t->flags);
+                observe(cb, data, t->from, t->to, t->id, t->flags);
         else {
                 json_error_t err;
                 param = json_text_parse(t->json, strlen(t->json), &err);
                 if (param)
-                        s->notify(s->cb, s->data, t->from, t->to, t->id, param, t->flags);
+                        notify(cb, data, t->from, t->to, t->id, param, t->flags);
                 else
                         nfycl_log(LOG_ERR, "dropping '%s' from '%s': invalid JSON at %d: %s",
                                   t->id, t->from, err.position, err.text);
@@ -495,7 +677,9 @@ static void on_broker_owner_changed(DBusConnection *c, DBusMessage *m)
         /* A new broker on the same bus knows nothing of us: register everything again. */
         if (restarted) {
                 nfycl_log(LOG_NOTICE, "server restarted on the bus, registering again");
+                pthread_mutex_lock(&client.send_lock);
                 reregister_all(c);
+                pthread_mutex_unlock(&client.send_lock);
         }
 }
 
@@ -608,6 +792,15 @@ fail:
         return r == -EACCES ? r : -ENOTCONN;
 }
 
+/* Makes c the process's connection. Called with client.lock. */
+static void client_conn_set_locked(DBusConnection *c)
+{
+        client.conn = dbus_connection_ref(c);
+        client.state = CONN_UP;
+        if (!dbus_connection_get_socket(c, &client.sock_fd))
+                client.sock_fd = -1;
+}
+
 static void connection_drop(DBusConnection *c)
 {
         dbus_connection_remove_filter(c, client_filter, NULL);
@@ -658,6 +851,7 @@ static void *dispatcher_run(void *arg)
 {
         DBusConnection *c = arg;
 
+        on_dispatcher = true;
         for (;;) {
                 bus_loop_t *loop = NULL;
                 unsigned delay = BACKOFF_MIN_MS;
@@ -677,6 +871,7 @@ static void *dispatcher_run(void *arg)
                         client.conn = NULL;
                 }
                 g_clear_pointer(&client.broker, free);
+                client.sock_fd = -1;
                 client.state = CONN_RECONNECTING;
                 pthread_mutex_unlock(&client.lock);
                 connection_drop(c);
@@ -685,19 +880,25 @@ static void *dispatcher_run(void *arg)
                 for (;;) {
                         g_usleep(delay * 1000);
                         if (connection_open(&c, &broker) >= 0) {
+                                /* send_lock: changes made meanwhile come before or after the
+                                 * snapshot reregister_all() takes, never lost in between. */
+                                pthread_mutex_lock(&client.send_lock);
                                 pthread_mutex_lock(&client.lock);
+                                free(client.broker);
                                 client.broker = broker;
                                 pthread_mutex_unlock(&client.lock);
-                                if (reregister_all(c) >= 0)
+                                if (reregister_all(c) >= 0) {
+                                        pthread_mutex_lock(&client.lock);
+                                        client_conn_set_locked(c);
+                                        pthread_mutex_unlock(&client.lock);
+                                        pthread_mutex_unlock(&client.send_lock);
                                         break;
+                                }
+                                pthread_mutex_unlock(&client.send_lock);
                                 connection_drop(c);
                         }
                         delay = MIN(delay * 2, BACKOFF_MAX_MS);
                 }
-                pthread_mutex_lock(&client.lock);
-                client.conn = dbus_connection_ref(c);
-                client.state = CONN_UP;
-                pthread_mutex_unlock(&client.lock);
                 nfycl_log(LOG_NOTICE, "reconnected to the server");
         }
         return NULL;
@@ -745,9 +946,8 @@ static int client_conn_get(DBusConnection **ret)
         r = connection_open(&c, &broker);
         if (r >= 0) {
                 pthread_mutex_lock(&client.lock);
-                client.conn = dbus_connection_ref(c);
+                client_conn_set_locked(c);
                 client.broker = broker;
-                client.state = CONN_UP;
                 pthread_mutex_unlock(&client.lock);
 
                 pthread_attr_init(&attr);
@@ -762,6 +962,7 @@ static int client_conn_get(DBusConnection **ret)
                         dbus_connection_unref(client.conn);
                         client.conn = NULL;
                         g_clear_pointer(&client.broker, free);
+                        client.sock_fd = -1;
                         client.state = CONN_NONE;
                         pthread_mutex_unlock(&client.lock);
                         connection_drop(c);
@@ -880,6 +1081,8 @@ int client_register(const char *notification_id, client_invoke_fn invoke, client
         slot_t *s, old = {0};
         bool replaced = false;
         DBusConnection *c;
+        DBusMessage *m;
+        call_t call;
         int r;
 
         if (!cb)
@@ -899,8 +1102,14 @@ int client_register(const char *notification_id, client_invoke_fn invoke, client
         r = client_conn_get(&c);
         if (r < 0)
                 return result_from_errno(r); /* REG-6, SRV-2 */
+        m = register_message_new(to, notification_id, priority);
+        if (!m) {
+                dbus_connection_unref(c);
+                return VFIIPC_ERR_SERVER;
+        }
 
         /* Stored before the broker knows it, so a delivery racing the reply finds it. */
+        pthread_mutex_lock(&client.send_lock);
         pthread_mutex_lock(&client.lock);
         s = regs_lookup(to, notification_id);
         if (s) {
@@ -922,15 +1131,19 @@ int client_register(const char *notification_id, client_invoke_fn invoke, client
                 if (!s || !s->to || !s->id) {
                         slot_unref(s);
                         pthread_mutex_unlock(&client.lock);
+                        pthread_mutex_unlock(&client.send_lock);
+                        dbus_message_unref(m);
                         dbus_connection_unref(c);
                         return VFIIPC_ERR_SERVER;
                 }
                 g_hash_table_add(client.regs, s);
         }
         pthread_mutex_unlock(&client.lock);
-
-        r = broker_register(c, to, notification_id, priority, true);
+        broker_call_start(c, m, &call);
+        pthread_mutex_unlock(&client.send_lock);
         dbus_connection_unref(c);
+
+        r = broker_call_finish(&call);
         if (r >= 0) {
                 nfycl_log(LOG_INFO, "registered '%s' for '%s' (priority %d)", notification_id, to,
                           priority);
@@ -954,10 +1167,21 @@ int client_register(const char *notification_id, client_invoke_fn invoke, client
         return result_from_errno(r);
 }
 
+static DBusMessage *unregister_message_new(const char *to, const char *id)
+{
+        DBusMessage *m = broker_call_new("Unregister");
+
+        if (m && !dbus_message_append_args(m, DBUS_TYPE_STRING, &to, DBUS_TYPE_STRING, &id,
+                                           DBUS_TYPE_INVALID)) {
+                dbus_message_unref(m);
+                m = NULL;
+        }
+        return m;
+}
+
 int client_unregister(const char *notification_id, client_fn cb, void *data, const char *to)
 {
         _cleanup_free_ char *own = NULL;
-        DBusConnection *c = NULL;
         slot_t *s;
 
         notification_id = notification_id ? notification_id : "";
@@ -968,6 +1192,7 @@ int client_unregister(const char *notification_id, client_fn cb, void *data, con
                 to = own;
         }
 
+        pthread_mutex_lock(&client.send_lock);
         pthread_mutex_lock(&client.lock);
         s = regs_lookup(to, notification_id);
         /* UNREG-2/3: cb NULL matches any; data NULL matches any data of cb. */
@@ -975,135 +1200,162 @@ int client_unregister(const char *notification_id, client_fn cb, void *data, con
                 s->removed = true;
                 slot_ref(s);
                 g_hash_table_remove(client.regs, s);
-                c = client.conn ? dbus_connection_ref(client.conn) : NULL;
+                /* Deliveries already on their way are bounced by us (DLV-12); NO_REPLY, so an
+                 * unreachable server cannot delay the clean-up (UNREG-6). */
+                if (client.conn) {
+                        DBusMessage *m = unregister_message_new(to, notification_id);
+                        if (m)
+                                broker_send(client.conn, m);
+                }
         } else
                 s = NULL;
         pthread_mutex_unlock(&client.lock);
+        pthread_mutex_unlock(&client.send_lock);
         if (!s)
                 return VFIIPC_OK;
 
-        /* Deliveries already on their way are bounced by us (DLV-12); ours is NO_REPLY so an
-         * unreachable server cannot delay the clean-up (UNREG-6). */
-        if (c) {
-                DBusMessage *m = broker_call_new("Unregister");
-                if (m && dbus_message_append_args(m, DBUS_TYPE_STRING, &to, DBUS_TYPE_STRING,
-                                                  &notification_id, DBUS_TYPE_INVALID))
-                        broker_call(c, m, false);
-                else if (m)
-                        dbus_message_unref(m);
-                dbus_connection_unref(c);
-        }
         slots_wait(&s, 1); /* UNREG-4, UNREG-5 */
         slot_unref(s);
         nfycl_log(LOG_INFO, "unregistered '%s' for '%s'", notification_id, to);
         return VFIIPC_OK;
 }
 
-/* Removes the matching slots of a list and waits for them; returns how many are left. */
-static guint list_remove(GPtrArray **listp, client_fn cb, void *data)
+/* Takes the matching slots out of a list (they start no invocation any more). Called with
+ * client.lock. Returns them for list_wait(); *ret_left is how many stay. */
+static GPtrArray *list_take_locked(GPtrArray *list, client_fn cb, void *data, guint *ret_left)
 {
         GPtrArray *gone = g_ptr_array_new_with_free_func((GDestroyNotify)slot_unref);
-        guint left;
 
-        pthread_mutex_lock(&client.lock);
-        for (guint i = 0; *listp && i < (*listp)->len;) {
-                slot_t *s = g_ptr_array_index(*listp, i);
+        for (guint i = 0; list && i < list->len;) {
+                slot_t *s = g_ptr_array_index(list, i);
                 if (!cb || (s->cb == cb && (!data || s->data == data))) {
                         s->removed = true;
                         g_ptr_array_add(gone, slot_ref(s));
-                        g_ptr_array_remove_index(*listp, i);
+                        g_ptr_array_remove_index(list, i);
                 } else
                         i++;
         }
-        left = *listp ? (*listp)->len : 0;
-        pthread_mutex_unlock(&client.lock);
-        slots_wait((slot_t *const *)gone->pdata, gone->len);
-        g_ptr_array_unref(gone);
-        return left;
+        *ret_left = list ? list->len : 0;
+        return gone;
 }
 
-/* Adds (cb, data) unless present (UE-5). Returns 1 if added, 0 if present, <0 on error. */
-static int list_add(GPtrArray **listp, slot_kind_t kind, client_invoke_fn notify,
-                    client_observe_fn observe, client_fn cb, void *data, guint *ret_len)
+/* UE-7, OBS-7: returns when none of them runs any more (except on this thread). */
+static void list_wait(GPtrArray *gone)
+{
+        slots_wait((slot_t *const *)gone->pdata, gone->len);
+        g_ptr_array_unref(gone);
+}
+
+/* Adds (cb, data) unless present (UE-5). Returns 1 if added, 0 if present, <0 on error.
+ * Called with client.lock. */
+static int list_add_locked(GPtrArray **listp, slot_kind_t kind, client_invoke_fn notify,
+                           client_observe_fn observe, client_fn cb, void *data, guint *ret_len)
 {
         slot_t *s;
 
-        pthread_once(&client_once, client_once_init);
-        pthread_mutex_lock(&client.lock);
-        if (client_tables_ensure() < 0) {
-                pthread_mutex_unlock(&client.lock);
+        if (client_tables_ensure() < 0)
                 return -ENOMEM;
-        }
         for (guint i = 0; i < (*listp)->len; i++) {
                 s = g_ptr_array_index(*listp, i);
-                if (s->cb == cb && s->data == data) {
-                        pthread_mutex_unlock(&client.lock);
+                if (s->cb == cb && s->data == data)
                         return 0;
-                }
         }
         s = slot_new(kind, cb, data);
-        if (!s) {
-                pthread_mutex_unlock(&client.lock);
+        if (!s)
                 return -ENOMEM;
-        }
         s->notify = notify;
         s->observe = observe;
         g_ptr_array_add(*listp, s);
         *ret_len = (*listp)->len;
-        pthread_mutex_unlock(&client.lock);
         return 1;
 }
 
 int client_unicast_error_add(client_invoke_fn invoke, client_fn cb, void *data)
 {
         guint n;
+        int r;
 
-        if (!cb) {
-                list_remove(&client.errors, NULL, NULL); /* UE-4 */
-                return VFIIPC_OK;
-        }
+        if (!cb)
+                return client_unicast_error_remove(NULL, NULL); /* UE-4 */
         /* Error callbacks are local: the broker reports every failed unicast to its sender. */
-        return list_add(&client.errors, SLOT_ERROR, invoke, NULL, cb, data, &n) < 0
-                       ? VFIIPC_ERR_SERVER
-                       : VFIIPC_OK;
+        pthread_once(&client_once, client_once_init);
+        pthread_mutex_lock(&client.lock);
+        r = list_add_locked(&client.errors, SLOT_ERROR, invoke, NULL, cb, data, &n);
+        pthread_mutex_unlock(&client.lock);
+        return r < 0 ? VFIIPC_ERR_SERVER : VFIIPC_OK;
 }
 
 int client_unicast_error_remove(client_fn cb, void *data)
 {
-        list_remove(&client.errors, cb, data); /* UE-6, UE-7 */
+        GPtrArray *gone;
+        guint left;
+
+        pthread_mutex_lock(&client.lock);
+        gone = list_take_locked(client.errors, cb, data, &left); /* UE-6 */
+        pthread_mutex_unlock(&client.lock);
+        list_wait(gone);
         return VFIIPC_OK;
 }
 
 int client_observer_add(client_observe_fn invoke, client_fn cb, void *data)
 {
         DBusConnection *c;
+        call_t call = {0};
+        bool first = false;
         guint n = 0;
         int r;
 
-        if (!cb) {
-                client_observer_remove(NULL, NULL); /* OBS-D-1 */
-                return VFIIPC_OK;
-        }
+        if (!cb)
+                return client_observer_remove(NULL, NULL); /* OBS-D-1 */
         r = client_conn_get(&c); /* OBS-4: needs a reachable server */
         if (r < 0)
                 return result_from_errno(r);
-        r = list_add(&client.observers, SLOT_OBSERVER, NULL, invoke, cb, data, &n);
+
+        pthread_mutex_lock(&client.send_lock);
+        pthread_mutex_lock(&client.lock);
+        r = list_add_locked(&client.observers, SLOT_OBSERVER, NULL, invoke, cb, data, &n);
+        pthread_mutex_unlock(&client.lock);
         if (r > 0 && n == 1) {
-                r = broker_call_simple(c, "AddObserver", true);
-                if (r < 0)
-                        list_remove(&client.observers, cb, data);
+                DBusMessage *m = broker_call_new("AddObserver");
+                first = true;
+                if (m)
+                        broker_call_start(c, m, &call);
+                else
+                        call.error = -ENOMEM;
         }
+        pthread_mutex_unlock(&client.send_lock);
         dbus_connection_unref(c);
+
+        if (first) {
+                r = broker_call_finish(&call);
+                if (r < 0) {
+                        GPtrArray *gone;
+                        guint left;
+                        pthread_mutex_lock(&client.lock);
+                        gone = list_take_locked(client.observers, cb, data, &left);
+                        pthread_mutex_unlock(&client.lock);
+                        list_wait(gone);
+                }
+        }
         return r < 0 ? result_from_errno(r) : VFIIPC_OK;
 }
 
 int client_observer_remove(client_fn cb, void *data)
 {
-        DBusConnection *c;
+        GPtrArray *gone;
+        guint left;
 
-        if (list_remove(&client.observers, cb, data) == 0 && (c = client_conn_ref())) {
-                broker_call_simple(c, "RemoveObserver", false);
-                dbus_connection_unref(c);
+        pthread_mutex_lock(&client.send_lock);
+        pthread_mutex_lock(&client.lock);
+        gone = list_take_locked(client.observers, cb, data, &left); /* OBS-6 */
+        /* The broker stops sending Observed once the last observer is gone. */
+        if (gone->len && left == 0 && client.conn) {
+                DBusMessage *m = broker_call_new("RemoveObserver");
+                if (m)
+                        broker_send(client.conn, m);
         }
+        pthread_mutex_unlock(&client.lock);
+        pthread_mutex_unlock(&client.send_lock);
+        list_wait(gone); /* OBS-7 */
         return VFIIPC_OK;
 }
