@@ -801,6 +801,17 @@ static void client_conn_set_locked(DBusConnection *c)
                 client.sock_fd = -1;
 }
 
+/* Forgets the process's connection; the caller drops it. Called with client.lock. */
+static void client_conn_clear_locked(conn_state_t state)
+{
+        if (client.conn)
+                dbus_connection_unref(client.conn);
+        client.conn = NULL;
+        g_clear_pointer(&client.broker, free);
+        client.sock_fd = -1;
+        client.state = state;
+}
+
 static void connection_drop(DBusConnection *c)
 {
         dbus_connection_remove_filter(c, client_filter, NULL);
@@ -866,13 +877,7 @@ static void *dispatcher_run(void *arg)
                 bus_loop_free(loop);
 
                 pthread_mutex_lock(&client.lock);
-                if (client.conn == c) {
-                        dbus_connection_unref(client.conn);
-                        client.conn = NULL;
-                }
-                g_clear_pointer(&client.broker, free);
-                client.sock_fd = -1;
-                client.state = CONN_RECONNECTING;
+                client_conn_clear_locked(CONN_RECONNECTING);
                 pthread_mutex_unlock(&client.lock);
                 connection_drop(c);
                 nfycl_log(LOG_WARNING, "lost the server; reconnecting");
@@ -959,11 +964,7 @@ static int client_conn_get(DBusConnection **ret)
                         nfycl_log(LOG_ERR, "cannot start the dispatcher thread: %s", strerror(-r));
                         pthread_mutex_lock(&client.lock);
                         dbus_connection_unref(client.conn); /* the thread's reference */
-                        dbus_connection_unref(client.conn);
-                        client.conn = NULL;
-                        g_clear_pointer(&client.broker, free);
-                        client.sock_fd = -1;
-                        client.state = CONN_NONE;
+                        client_conn_clear_locked(CONN_NONE);
                         pthread_mutex_unlock(&client.lock);
                         connection_drop(c);
                         c = NULL;
