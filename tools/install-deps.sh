@@ -3,7 +3,7 @@
 # Debian 12.
 # Used by both README set-up commands (tools/demo.sh and .ci/run). Idempotent.
 set -euo pipefail
-pkgs=(meson ninja-build gcc g++ clang pkg-config libdbus-1-dev libjansson-dev libglib2.0-dev
+pkgs=(meson ninja-build gcc g++ clang pkg-config libdbus-1-dev libjansson-dev libglib2.0-dev libssl-dev
       dbus-daemon dbus-bin
       # Debian packaging (.ci/packages): dpkg-buildpackage, dh, lintian
       build-essential dpkg-dev debhelper lintian)

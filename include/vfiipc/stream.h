@@ -48,7 +48,8 @@ VFIIPC_PUBLIC void vfiipc_stream_close(vfiipc_stream *s);
 VFIIPC_PUBLIC bool vfiipc_stream_eof(const vfiipc_stream *s);
 VFIIPC_PUBLIC bool vfiipc_stream_error(const vfiipc_stream *s);
 VFIIPC_PUBLIC bool vfiipc_stream_is_server(const vfiipc_stream *s);
-/* The descriptor (listening or connected), -1 when Closed. Do not read, write or close it. */
+/* The descriptor (listening or connected), -1 when Closed or when TLS runs on it (G-36).
+ * Do not read, write or close it. */
 VFIIPC_PUBLIC int vfiipc_stream_fd(const vfiipc_stream *s);
 /* Never NULL; owned by the stream, valid until it is closed or reconnected (§3.9). */
 VFIIPC_PUBLIC const char *vfiipc_stream_remote_addr(const vfiipc_stream *s);

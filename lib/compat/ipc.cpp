@@ -10,51 +10,11 @@
 
 #include <ipc/ipc.h>
 
+#include "compat/ipc-private.h"
 #include "core/log.h"
 #include "vfiipc/stream.h"
 
 #include "config.h"
-
-namespace vfiipc {
-
-struct CallbackBinding {
-        ipcCallback cb;
-        void *data;
-        IPC *self;
-};
-
-class IPC::IpcPrivate {
-    public:
-        explicit IpcPrivate(vfiipc_stream_kind kind) : s(0), binding(0)
-        {
-                if (vfiipc_stream_new(kind, &s) < 0)
-                        throw std::bad_alloc();
-        }
-        ~IpcPrivate()
-        {
-                vfiipc_stream_free(s);
-                delete binding;
-        }
-        vfiipc_stream *s;
-        CallbackBinding *binding; // the registered application callback, if any
-
-    private:
-        IpcPrivate(const IpcPrivate &);
-        void operator=(const IpcPrivate &);
-};
-
-// The worker behind the public read_msg overloads receives the payload through this.
-class IPC::IpcBuffer {
-    public:
-        IpcBuffer(int (*assign_fn)(void *, const void *, size_t), void *target)
-                : assign(assign_fn), obj(target)
-        {
-        }
-        int (*assign)(void *, const void *, size_t);
-        void *obj;
-};
-
-} // namespace vfiipc
 
 namespace {
 

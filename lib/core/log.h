@@ -47,3 +47,4 @@ void log_reset(void);
 #define nfycl_log(lvl, ...) log_full(LOG_CHANNEL_NFYCL, (lvl), 0, __VA_ARGS__)
 #define nfycl_log_errno(lvl, err, ...) log_full(LOG_CHANNEL_NFYCL, (lvl), (err), __VA_ARGS__)
 #define ipc_log(lvl, ...) log_full(LOG_CHANNEL_IPC, (lvl), 0, __VA_ARGS__)
+#define ipctls_log(lvl, ...) log_full(LOG_CHANNEL_IPCTLS, (lvl), 0, __VA_ARGS__)

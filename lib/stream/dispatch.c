@@ -126,7 +126,8 @@ static void *dispatch_main(void *unused)
                         if (!regs[i].armed)
                                 continue;
                         /* G-14: fresh buffered input is pending even if the socket is quiet. */
-                        if (atomic_load(&s->buffered) > 0 && !atomic_load(&s->buf_stale)) {
+                        if ((atomic_load(&s->buffered) > 0 && !atomic_load(&s->buf_stale)) ||
+                            atomic_load(&s->io_buffered) > 0) {
                                 ready[n_ready++] = regs[i].token;
                                 timeout = 0;
                                 continue;

@@ -17,6 +17,7 @@
 
 #include <time.h>
 
+#include "stream/io.h"
 #include "vfiipc/stream.h"
 
 /* Milliseconds on CLOCK_MONOTONIC (G-05). */
@@ -76,6 +77,13 @@ struct vfiipc_stream {
         ino_t pipe_ino;
 
         atomic_ulong cb_token; /* 0: no callback registered */
+
+        /* A transport layered on the socket (TLS), NULL for plain sockets. Changed only with
+         * close_lock, rlock and wlock held, so readers and writers see it stable. */
+        const struct vfiipc_stream_io *io;
+        void *io_ctx;
+        atomic_size_t io_buffered; /* input decoded inside io, published after each recv */
+        atomic_bool io_layered;    /* io is set: the descriptor is not the application's */
 };
 
 /* stream.c */

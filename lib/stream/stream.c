@@ -125,6 +125,13 @@ void vfiipc_stream_close(vfiipc_stream *s)
                         shutdown(fd, SHUT_RDWR);
                 pthread_mutex_lock(&s->wlock);
         }
+        if (s->io) {
+                s->io->close(s->io_ctx, fd);
+                s->io = NULL;
+                s->io_ctx = NULL;
+                atomic_store(&s->io_layered, false);
+        }
+        atomic_store(&s->io_buffered, 0);
         if (fd >= 0) {
                 close(fd);
                 ipc_log(LOG_DEBUG, "stream %p: closed fd %d", (void *)s, fd);
@@ -166,7 +173,8 @@ bool vfiipc_stream_is_server(const vfiipc_stream *s)
 
 int vfiipc_stream_fd(const vfiipc_stream *s)
 {
-        return s ? atomic_load(&s->fd) : -1;
+        /* G-36: a layered (TLS) connection does not hand out its descriptor. */
+        return s && !atomic_load(&s->io_layered) ? atomic_load(&s->fd) : -1;
 }
 
 const char *vfiipc_stream_remote_addr(const vfiipc_stream *s)
@@ -185,6 +193,21 @@ static bool reader_ready(vfiipc_stream *s, enum stream_state want)
         return atomic_load(&s->state) == (int)want && !atomic_load(&s->closing);
 }
 
+/* recv(), or the layered transport's. With rlock held. */
+static ssize_t io_recv(vfiipc_stream *s, int fd, void *buf, size_t len, int flags)
+{
+        ssize_t n;
+        int saved;
+
+        if (!s->io)
+                return recv(fd, buf, len, flags);
+        n = s->io->recv(s->io_ctx, fd, buf, len, flags);
+        saved = errno;
+        atomic_store(&s->io_buffered, s->io->pending(s->io_ctx));
+        errno = saved;
+        return n;
+}
+
 /* One recv() with an idle timeout: >0 bytes, 0 EOF, -ETIMEDOUT, or -errno. A negative timeout
  * uses a blocking recv() (one system call; close() wakes it with shutdown()). */
 static ssize_t recv_some(vfiipc_stream *s, int fd, void *buf, size_t len, int timeout_msec,
@@ -196,7 +219,7 @@ static ssize_t recv_some(vfiipc_stream *s, int fd, void *buf, size_t len, int ti
         int r;
 
         for (;;) {
-                n = recv(fd, buf, len, flags | (timeout_msec < 0 ? 0 : MSG_DONTWAIT));
+                n = io_recv(s, fd, buf, len, flags | (timeout_msec < 0 ? 0 : MSG_DONTWAIT));
                 if (n > 0)
                         return n;
                 if (n == 0)
@@ -348,6 +371,7 @@ int vfiipc_stream_peek(vfiipc_stream *s, void *data, int maxsize, int timeout_ms
 
 bool vfiipc_stream_poll_in(vfiipc_stream *s, int timeout_msec)
 {
+        int64_t deadline;
         uint8_t byte;
         ssize_t n;
         int fd, r;
@@ -368,23 +392,31 @@ bool vfiipc_stream_poll_in(vfiipc_stream *s, int timeout_msec)
                 pthread_mutex_unlock(&s->rlock);
                 return r != 0;
         }
-        if (s->ilen > 0 || atomic_load(&s->eof) || atomic_load(&s->error)) { /* POLL-5 */
+        if (s->ilen > 0 || atomic_load(&s->io_buffered) > 0 || atomic_load(&s->eof) ||
+            atomic_load(&s->error)) { /* POLL-5, TLS-IO-2 */
                 pthread_mutex_unlock(&s->rlock);
                 return true;
         }
-        r = stream_wait(fd, POLLIN, stream_deadline(timeout_msec));
-        if (r == 0) {
-                pthread_mutex_unlock(&s->rlock);
-                return false;
+        deadline = stream_deadline(timeout_msec);
+        for (;;) {
+                r = stream_wait(fd, POLLIN, deadline);
+                if (r == 0) {
+                        pthread_mutex_unlock(&s->rlock);
+                        return false;
+                }
+                if (r < 0) {
+                        stream_set_error(s);
+                        pthread_mutex_unlock(&s->rlock);
+                        return true;
+                }
+                do
+                        n = io_recv(s, fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+                while (n < 0 && errno == EINTR);
+                /* A layered transport may have read only protocol records: wait on. */
+                if (!s->io || n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK) ||
+                    atomic_load(&s->closing))
+                        break;
         }
-        if (r < 0) {
-                stream_set_error(s);
-                pthread_mutex_unlock(&s->rlock);
-                return true;
-        }
-        do
-                n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-        while (n < 0 && errno == EINTR);
         if (n == 0) /* POLL-2 */
                 atomic_store(atomic_load(&s->closing) ? &s->error : &s->eof, true);
         else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
@@ -436,7 +468,8 @@ static bool write_iov(vfiipc_stream *s, struct iovec *iov, int iovcnt)
                 pthread_mutex_unlock(&s->wlock);
                 return false;
         }
-        r = send_all(atomic_load(&s->fd), iov, iovcnt);
+        r = s->io ? s->io->send(s->io_ctx, atomic_load(&s->fd), iov, iovcnt)
+                  : send_all(atomic_load(&s->fd), iov, iovcnt);
         pthread_mutex_unlock(&s->wlock);
         if (r < 0) {
                 stream_set_error(s); /* WRITE-2; never eof (EOF-2) */
@@ -628,4 +661,27 @@ bool vfiipc_stream_read_msg(vfiipc_stream *s, unsigned prefix, int *msg_id, void
         *msg = c.msg;
         *size = c.size;
         return true;
+}
+
+int vfiipc_stream_set_io(vfiipc_stream *s, const struct vfiipc_stream_io *io, void *ctx)
+{
+        int r = 0;
+
+        if (!s || !io)
+                return -EINVAL;
+        pthread_mutex_lock(&s->close_lock);
+        pthread_mutex_lock(&s->rlock);
+        pthread_mutex_lock(&s->wlock);
+        if (atomic_load(&s->state) != STREAM_CONNECTED || s->io) {
+                r = -ENOTCONN;
+        } else {
+                s->io = io;
+                s->io_ctx = ctx;
+                atomic_store(&s->io_layered, true);
+                atomic_store(&s->io_buffered, io->pending(ctx));
+        }
+        pthread_mutex_unlock(&s->wlock);
+        pthread_mutex_unlock(&s->rlock);
+        pthread_mutex_unlock(&s->close_lock);
+        return r;
 }
