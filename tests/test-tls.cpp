@@ -12,10 +12,14 @@
 #include <string>
 #include <thread>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
@@ -503,6 +507,58 @@ static void test_plain_tcp_client_does_not_hang_accept(void)
         g_assert_cmpint(l.TLSError(0), ==, TLS::ERR_TIMEOUT);
 }
 
+// A raw OpenSSL client limited to one protocol version; true if its handshake succeeded.
+static bool raw_client_handshake(unsigned short port, int version)
+{
+        SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+        struct sockaddr_in a = {};
+        bool ok = false;
+        SSL *ssl;
+        int fd;
+
+        g_assert_nonnull(ctx);
+        SSL_CTX_set_min_proto_version(ctx, version);
+        SSL_CTX_set_max_proto_version(ctx, version);
+        SSL_CTX_set_security_level(ctx, 0); // let the client offer old protocols at all
+        SSL_CTX_set_cipher_list(ctx, "ALL:@SECLEVEL=0");
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        a.sin_family = AF_INET;
+        a.sin_port = htons(port);
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        g_assert_cmpint(::connect(fd, (struct sockaddr *)&a, sizeof(a)), ==, 0);
+        ssl = SSL_new(ctx);
+        SSL_set_fd(ssl, fd);
+        ok = SSL_connect(ssl) == 1;
+        SSL_free(ssl);
+        close(fd);
+        SSL_CTX_free(ctx);
+        return ok;
+}
+
+// TLS 1.2 and newer only: a TLS 1.1 client is refused, a TLS 1.2 client accepted.
+static void test_old_protocols_refused(void)
+{
+        TLS l;
+
+        l.setKeyCert(path("server.pem").c_str(), 0);
+        g_assert_true(l.listen(0, "127.0.0.1"));
+        for (int version : {TLS1_VERSION, TLS1_1_VERSION, TLS1_2_VERSION}) {
+                std::atomic<bool> ok(false);
+                std::thread th([&] { ok = raw_client_handshake(port_of(l), version); });
+                IPC *s = l.accept(5000);
+                th.join();
+                if (version == TLS1_2_VERSION) {
+                        g_assert_true(ok.load());
+                        g_assert_nonnull(s);
+                } else {
+                        g_assert_false(ok.load());
+                        g_assert_null(s);
+                }
+                delete s;
+        }
+}
+
 static void test_engine_references(void)
 {
         const char *refs[] = {"sdi:", "vault:", "sdi:usr1/mykey"};
@@ -661,6 +717,7 @@ int main(int argc, char **argv)
         g_test_add_func("/tls/mutual-auth", test_mutual_auth);
         g_test_add_func("/tls/plain-tcp-client-does-not-hang-accept",
                         test_plain_tcp_client_does_not_hang_accept);
+        g_test_add_func("/tls/old-protocols-refused", test_old_protocols_refused);
         g_test_add_func("/tls/engine-references", test_engine_references);
         g_test_add_func("/tls/errors", test_errors);
         g_test_add_func("/tls/demo-callbacks", test_demo_callbacks);
