@@ -567,6 +567,7 @@ static void task_push(slot_t *s, DBusMessage *m, const char *from, const char *t
                       const char *id, const char *json, unsigned flags, uint64_t ticket)
 {
         task_t *t = malloc(sizeof(*t));
+        GThreadPool *pool;
 
         if (!t) {
                 nfycl_log(LOG_ERR, "out of memory: dropping '%s' from '%s'", id, from);
@@ -575,11 +576,16 @@ static void task_push(slot_t *s, DBusMessage *m, const char *from, const char *t
         }
         *t = (task_t){.slot = s, .msg = dbus_message_ref(m), .from = from, .to = to, .id = id,
                       .json = json, .flags = flags, .ticket = ticket};
-        /* ORD-3: pushed in arrival order, so callbacks start in that order. */
+        /* ORD-3: pushed in arrival order (only the dispatcher pushes), so callbacks start in
+         * that order. Not under client.lock: a push may start a thread, and workers need
+         * the lock to begin. */
         pthread_mutex_lock(&client.lock);
-        if (client.pool)
-                g_thread_pool_push(client.pool, t, NULL);
+        pool = client.pool;
         pthread_mutex_unlock(&client.lock);
+        if (pool)
+                g_thread_pool_push(pool, t, NULL);
+        else
+                task_free(t);
 }
 
 static void on_deliver(DBusConnection *c, DBusMessage *m)
