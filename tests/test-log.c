@@ -34,7 +34,7 @@ static const mask_case_t mask_cases[] = {
     {"15", 0x0f},                         /* err and worse */
     {"16", 1u << LOG_WARNING},            /* warning alone, errors not */
     {"255", 0xff}, {"129", 0x81},         /* emerg and debug only */
-    {"0x8", 0},    {"eight", 0}, {"8abc", 0}, {"", 0}, {"-8", 0}, /* not decimal: 0 (G-96) */
+    {"0x8", 0},    {"eight", 0}, {"8abc", 0}, {"", 0}, {"-8", 0}, {"+8", 0}, {" 8", 0}, /* not decimal: 0 (G-96) */
 };
 
 static void test_mask(gconstpointer p)

@@ -26,7 +26,8 @@ static int mask_parse(const char *s)
         char *end;
         long v;
 
-        if (!s || !*s)
+        /* strtol() alone would also take " 8" and "+8"; only plain digits are a decimal mask. */
+        if (!s || !*s || strspn(s, "0123456789") != strlen(s))
                 return 0;
         errno = 0;
         v = strtol(s, &end, 10);
