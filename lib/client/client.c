@@ -425,13 +425,11 @@ static int broker_call_finish(call_t *call)
         return r;
 }
 
-/* Sends a call; with want_reply waits for the broker's answer. Takes m. */
-static int broker_call(DBusConnection *c, DBusMessage *m, bool want_reply)
+/* Sends a call and waits for the broker's answer. Takes m. */
+static int broker_call(DBusConnection *c, DBusMessage *m)
 {
         call_t call;
 
-        if (!want_reply)
-                return broker_send(c, m);
         broker_call_start(c, m, &call);
         return broker_call_finish(&call);
 }
@@ -449,19 +447,18 @@ static DBusMessage *register_message_new(const char *to, const char *id, int pri
         return m;
 }
 
-static int broker_register(DBusConnection *c, const char *to, const char *id, int priority,
-                           bool want_reply)
+static int broker_register_send(DBusConnection *c, const char *to, const char *id, int priority)
 {
         DBusMessage *m = register_message_new(to, id, priority);
 
-        return m ? broker_call(c, m, want_reply) : -ENOMEM;
+        return m ? broker_send(c, m) : -ENOMEM;
 }
 
-static int broker_call_simple(DBusConnection *c, const char *method, bool want_reply)
+static int broker_send_simple(DBusConnection *c, const char *method)
 {
         DBusMessage *m = broker_call_new(method);
 
-        return m ? broker_call(c, m, want_reply) : -ENOMEM;
+        return m ? broker_send(c, m) : -ENOMEM;
 }
 
 /* DLV-12: a delivery for a registration this process no longer has goes back to the broker,
@@ -482,7 +479,7 @@ static void broker_bounce(DBusConnection *c, const task_t *t)
                 return;
         }
         nfycl_log(LOG_DEBUG, "returning '%s' for '%s' to the server", t->id, t->to);
-        broker_call(c, m, false);
+        broker_send(c, m);
 }
 
 static DBusConnection *client_conn_ref(void)
@@ -847,14 +844,14 @@ static int reregister_all(DBusConnection *c)
 
         for (guint i = 0; i < v->len && r >= 0; i++) {
                 slot_t *s = g_ptr_array_index(v, i);
-                r = broker_register(c, s->to, s->id, s->priority, false);
+                r = broker_register_send(c, s->to, s->id, s->priority);
         }
         if (r >= 0 && observe)
-                r = broker_call_simple(c, "AddObserver", false);
+                r = broker_send_simple(c, "AddObserver");
         if (r >= 0) {
                 ping = dbus_message_new_method_call(VFIIPC_BROKER_NAME, VFIIPC_BROKER_PATH,
                                                     DBUS_INTERFACE_PEER, "Ping");
-                r = ping ? broker_call(c, ping, true) : -ENOMEM;
+                r = ping ? broker_call(c, ping) : -ENOMEM;
         }
         nfycl_log(r < 0 ? LOG_WARNING : LOG_INFO, "registered %u notification IDs again%s",
                   v->len, r < 0 ? ": failed" : "");
@@ -1074,7 +1071,7 @@ int client_notify(const char *to, const char *notification_id, const char *json,
                 return VFIIPC_ERR_SERVER;
         }
         /* ORD-1: fire and forget; undeliverable unicasts come back as UnicastError (NTF-5). */
-        r = broker_call(c, m, false);
+        r = broker_send(c, m);
         if (r >= 0 && !dbus_connection_get_is_connected(c))
                 r = -ENOTCONN;
         dbus_connection_unref(c);
