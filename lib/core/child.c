@@ -1,4 +1,4 @@
-/* lib/bus/daemon.c — starting and stopping the private dbus-daemon (see daemon.h). */
+/* lib/core/child.c — helper processes that must not outlive us (see child.h). */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -16,16 +16,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bus/daemon.h"
+#include "core/child.h"
 #include "core/log.h"
 #include "core/util.h"
 
 extern char **environ;
 
-#define PRINT_FD 3              /* the child's --print-address descriptor */
-#define ADDRESS_MAX (64 * 1024) /* far longer than any address dbus-daemon prints */
+#define PRINT_FD 3              /* the child's ready-line descriptor */
+#define LINE_MAX_LEN (64 * 1024) /* far longer than any address dbus-daemon prints */
 
-struct bus_daemon {
+struct child {
         pthread_t thread;
         bool thread_started;
         pthread_mutex_t lock;
@@ -41,12 +41,13 @@ struct bus_daemon {
         pid_t pid; /* valid once forked */
         pid_t parent;
         char **argv;
-        int print_fd; /* write end of the address pipe; the child's only copy after start */
+        int print_fd; /* write end of the ready-line pipe; the child's only copy after start */
         int null_fd;
         int err_fd; /* STDERR_FILENO or null_fd */
         int max_fd; /* bound of the close loop, when close_range() is missing */
 
-        char *address; /* as printed by the daemon */
+        char *what; /* for log lines: "dbus-daemon", "nfy-gateway" */
+        char *line; /* the ready line, without its newline */
 };
 
 static void close_from(int first, int max_fd)
@@ -60,7 +61,7 @@ static void close_from(int first, int max_fd)
 }
 
 /* Runs in the child of a multi-threaded process: async-signal-safe calls only, until exec. */
-static _Noreturn void child_exec(const bus_daemon_t *d)
+static _Noreturn void child_exec(const child_t *d)
 {
         struct sigaction dfl = {.sa_handler = SIG_DFL};
         sigset_t none;
@@ -75,7 +76,7 @@ static _Noreturn void child_exec(const bus_daemon_t *d)
                 _exit(127);
 
         /* exec resets handlers but keeps ignored signals and the mask: the server may ignore
-         * SIGPIPE or block SIGTERM, and the daemon must start with the defaults. */
+         * SIGPIPE or block SIGTERM, and the child must start with the defaults. */
         for (int sig = 1; sig < NSIG; sig++)
                 (void)sigaction(sig, &dfl, NULL); /* SIGKILL, SIGSTOP, libc-reserved: EINVAL */
         sigemptyset(&none);
@@ -104,11 +105,11 @@ static _Noreturn void child_exec(const bus_daemon_t *d)
         _exit(127);
 }
 
-/* The helper thread: forks the daemon and lives until it has exited, because
+/* The helper thread: forks the child and lives until it has exited, because
  * PR_SET_PDEATHSIG fires when the forking *thread* ends, not the process. */
-static void *daemon_thread(void *data)
+static void *child_thread(void *data)
 {
-        bus_daemon_t *d = data;
+        child_t *d = data;
         siginfo_t si;
         int status = -1, e;
         pid_t pid;
@@ -156,21 +157,21 @@ static void timespec_after_ms(struct timespec *ts, int ms)
         }
 }
 
-static void status_log(int status, const char *when)
+static void status_log(const child_t *d, int status, const char *when)
 {
         if (status == -1)
-                nfy_log(LOG_ERR, "dbus-daemon exited %s (reaped elsewhere)", when);
+                nfy_log(LOG_ERR, "%s exited %s (reaped elsewhere)", d->what, when);
         else if (WIFEXITED(status))
-                nfy_log(LOG_ERR, "dbus-daemon exited %s with status %d%s", when,
+                nfy_log(LOG_ERR, "%s exited %s with status %d%s", d->what, when,
                         WEXITSTATUS(status),
                         WEXITSTATUS(status) == 127 ? " (could not be executed)" : "");
         else if (WIFSIGNALED(status))
-                nfy_log(LOG_ERR, "dbus-daemon was killed by signal %d %s", WTERMSIG(status), when);
+                nfy_log(LOG_ERR, "%s was killed by signal %d %s", d->what, WTERMSIG(status), when);
 }
 
 /* Sends sig (unless it is gone), then waits grace_ms for its exit, then SIGKILLs it and waits
  * for good. Returns with the child exited. */
-static void daemon_terminate(bus_daemon_t *d, int sig, int grace_ms)
+static void child_terminate(child_t *d, int sig, int grace_ms)
 {
         struct timespec deadline;
 
@@ -184,7 +185,7 @@ static void daemon_terminate(bus_daemon_t *d, int sig, int grace_ms)
         if (!d->exited) {
                 if (sig != SIGKILL)
                         nfy_log(LOG_WARNING,
-                                "dbus-daemon %d ignored signal %d for %d ms; killing it",
+                                "%s %d ignored signal %d for %d ms; killing it", d->what,
                                 (int)d->pid, sig, grace_ms);
                 (void)kill(d->pid, SIGKILL);
                 while (!d->exited)
@@ -193,51 +194,42 @@ static void daemon_terminate(bus_daemon_t *d, int sig, int grace_ms)
         pthread_mutex_unlock(&d->lock);
 }
 
-static void daemon_destroy(bus_daemon_t *d)
+static void child_destroy(child_t *d)
 {
         if (d->thread_started)
                 pthread_join(d->thread, NULL);
         if (d->argv)
-                for (char **a = d->argv + 1; *a; a++)
+                for (char **a = d->argv; *a; a++)
                         free(*a);
         free(d->argv);
         if (d->print_fd >= 0)
                 close(d->print_fd);
         if (d->null_fd >= 0)
                 close(d->null_fd);
-        free(d->address);
+        free(d->line);
+        free(d->what);
         pthread_cond_destroy(&d->cond);
         pthread_mutex_destroy(&d->lock);
         free(d);
 }
 
-static int daemon_argv(bus_daemon_t *d, const char *program, const char *config,
-                       const char *address)
+static int child_argv(child_t *d, char *const argv[])
 {
-        const char *fixed[] = {"--nofork", "--nopidfile", "--nosyslog"};
-        size_t i = 0;
+        size_t n = 0;
 
-        d->argv = calloc(8, sizeof(char *));
+        while (argv[n])
+                n++;
+        d->argv = calloc(n + 1, sizeof(char *));
         if (!d->argv)
                 return -ENOMEM;
-        d->argv[i++] = (char *)program; /* not freed: the caller's */
-        if (asprintf(&d->argv[i++], "--config-file=%s", config) < 0 ||
-            asprintf(&d->argv[i++], "--address=%s", address) < 0) {
-                d->argv[--i] = NULL; /* asprintf leaves it undefined on failure */
-                return -ENOMEM;
-        }
-        for (size_t k = 0; k < ELEMENTSOF(fixed); k++)
-                if (!(d->argv[i++] = strdup(fixed[k])))
+        for (size_t i = 0; i < n; i++)
+                if (!(d->argv[i] = strdup(argv[i])))
                         return -ENOMEM;
-        if (asprintf(&d->argv[i], "--print-address=%d", PRINT_FD) < 0) {
-                d->argv[i] = NULL;
-                return -ENOMEM;
-        }
         return 0;
 }
 
 /* Reads up to the first newline from fd until the deadline. */
-static int address_read(int fd, int timeout_ms, char **ret)
+static int line_read(int fd, int timeout_ms, char **ret)
 {
         struct timespec deadline, now;
         size_t len = 0, cap = 256;
@@ -268,7 +260,7 @@ static int address_read(int fd, int timeout_ms, char **ret)
                         continue;
                 if (len + 1 >= cap) {
                         char *b;
-                        if (cap >= ADDRESS_MAX) {
+                        if (cap >= LINE_MAX_LEN) {
                                 free(buf);
                                 return -E2BIG;
                         }
@@ -284,7 +276,7 @@ static int address_read(int fd, int timeout_ms, char **ret)
                 if (n < 0 && (errno == EINTR || errno == EAGAIN))
                         continue;
                 if (n <= 0) {
-                        /* EOF: every copy of the write end is closed, i.e. the daemon exited. */
+                        /* EOF: every copy of the write end is closed, i.e. the child exited. */
                         int r = n < 0 ? -errno : -ECHILD;
                         free(buf);
                         return r;
@@ -304,16 +296,15 @@ static int address_read(int fd, int timeout_ms, char **ret)
         }
 }
 
-int bus_daemon_start(const char *program, const char *config, const char *address, int timeout_ms,
-                     bus_daemon_t **ret)
+int child_start(const char *what, char *const argv[], int timeout_ms, child_t **ret)
 {
         pthread_condattr_t ca;
         sigset_t all, old;
         struct rlimit rl;
-        bus_daemon_t *d;
+        child_t *d;
         int pfd[2], r;
 
-        if (!program || !config || !address || !ret)
+        if (!what || !argv || !argv[0] || !ret)
                 return -EINVAL;
 
         d = calloc(1, sizeof(*d));
@@ -327,7 +318,8 @@ int bus_daemon_start(const char *program, const char *config, const char *addres
         pthread_cond_init(&d->cond, &ca);
         pthread_condattr_destroy(&ca);
 
-        r = daemon_argv(d, program, config, address);
+        d->what = strdup(what);
+        r = d->what ? child_argv(d, argv) : -ENOMEM;
         if (r < 0)
                 goto fail;
         if (pipe2(pfd, O_CLOEXEC) < 0) {
@@ -341,7 +333,7 @@ int bus_daemon_start(const char *program, const char *config, const char *addres
                 close(pfd[0]);
                 goto fail;
         }
-        /* The library writes to stderr only through the log masks (LOG-3); the daemon's own
+        /* The library writes to stderr only through the log masks (LOG-3); the child's own
          * warnings are useful when diagnosing, so they are let through exactly then. */
         d->err_fd = log_enabled(LOG_CHANNEL_NFY, LOG_WARNING) ? STDERR_FILENO : d->null_fd;
         d->max_fd = (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
@@ -354,7 +346,7 @@ int bus_daemon_start(const char *program, const char *config, const char *addres
          * on its own threads), and its fork child starts from a known mask anyway. */
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &old);
-        r = -pthread_create(&d->thread, NULL, daemon_thread, d);
+        r = -pthread_create(&d->thread, NULL, child_thread, d);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (r < 0) {
                 close(pfd[0]);
@@ -374,49 +366,61 @@ int bus_daemon_start(const char *program, const char *config, const char *addres
         d->null_fd = -1;
         if (r < 0) {
                 close(pfd[0]);
-                nfy_log_errno(LOG_ERR, r, "cannot fork dbus-daemon");
+                nfy_log_errno(LOG_ERR, r, "cannot fork %s", d->what);
                 goto fail;
         }
 
-        r = address_read(pfd[0], timeout_ms, &d->address);
+        r = line_read(pfd[0], timeout_ms, &d->line);
         close(pfd[0]);
         if (r < 0) {
                 if (r == -ETIMEDOUT)
-                        nfy_log(LOG_ERR, "dbus-daemon %d not ready after %d ms; killing it",
+                        nfy_log(LOG_ERR, "%s %d not ready after %d ms; killing it", d->what,
                                 (int)d->pid, timeout_ms);
-                daemon_terminate(d, SIGKILL, 0);
+                child_terminate(d, SIGKILL, 0);
                 if (r != -ETIMEDOUT)
-                        status_log(d->status, "before it was ready");
+                        status_log(d, d->status, "before it was ready");
                 goto fail;
         }
-        nfy_log(LOG_INFO, "dbus-daemon %d listens on %s", (int)d->pid, d->address);
+        nfy_log(LOG_INFO, "%s %d ready: %s", d->what, (int)d->pid, d->line);
         *ret = d;
         return 0;
 
 fail:
-        daemon_destroy(d);
+        child_destroy(d);
         return r;
 }
 
-const char *bus_daemon_address(const bus_daemon_t *d)
+const char *child_line(const child_t *d)
 {
-        return d->address;
+        return d->line;
 }
 
-pid_t bus_daemon_pid(const bus_daemon_t *d)
+pid_t child_pid(const child_t *d)
 {
         return d->pid;
 }
 
-bus_daemon_t *bus_daemon_free(bus_daemon_t *d, int grace_ms)
+child_t *child_free(child_t *d, int grace_ms)
 {
         if (!d)
                 return NULL;
-        daemon_terminate(d, SIGTERM, grace_ms);
+        child_terminate(d, SIGTERM, grace_ms);
         pthread_mutex_lock(&d->lock);
         if (d->status != 0 && !(WIFSIGNALED(d->status) && WTERMSIG(d->status) == SIGTERM))
-                status_log(d->status, "at shutdown");
+                status_log(d, d->status, "at shutdown");
         pthread_mutex_unlock(&d->lock);
-        daemon_destroy(d);
+        child_destroy(d);
         return NULL;
+}
+
+bool child_exited(child_t *d)
+{
+        bool exited;
+
+        if (!d)
+                return true;
+        pthread_mutex_lock(&d->lock);
+        exited = d->exited;
+        pthread_mutex_unlock(&d->lock);
+        return exited;
 }
