@@ -38,12 +38,12 @@ static registry_t *registry_make(size_t max)
 static void registry_put(registry_t *r, const char *owner, const char *to, const char *id,
                          int priority)
 {
-        g_assert_cmpint(registry_add(r, owner, to, id, priority, NULL), >=, 0);
+        g_assert_cmpint(registry_add(r, owner, to, id, priority, false, NULL), >=, 0);
 }
 
 static const char *pick_owner(registry_t *r, const char *id, const char *to)
 {
-        const registration_t *g = registry_pick(r, id, to, NULL, 0);
+        const registration_t *g = registry_pick(r, id, to, NULL, 0, false);
 
         return g ? g->owner : NULL;
 }
@@ -65,7 +65,7 @@ static void test_registry_pick_highest_priority(void)
         g_assert_null(pick_owner(r, "status", "*")); /* "*" is never a receiver (ADR-5) */
 
         /* §4.6 epilogue, REGS-1: P2 re-registers with -1, "1" now goes to c. */
-        g_assert_cmpint(registry_add(r, "P2", "shell", "status", -1, NULL), ==, 1);
+        g_assert_cmpint(registry_add(r, "P2", "shell", "status", -1, false, NULL), ==, 1);
         g_assert_cmpstr(pick_owner(r, "status", "1"), ==, "P3");
         g_assert_cmpstr(pick_owner(r, "status", "shell"), ==, "P1");
         g_assert_cmpuint(registry_count(r), ==, 3);
@@ -96,12 +96,12 @@ static void test_registry_overwrite_scoped_per_owner(void)
         registry_t *r = registry_make(0);
         const registration_t *g1 = NULL, *g2 = NULL;
 
-        g_assert_cmpint(registry_add(r, "A", "x", "id", 1, &g1), ==, 0);
-        g_assert_cmpint(registry_add(r, "A", "x", "id", 7, &g2), ==, 1);
+        g_assert_cmpint(registry_add(r, "A", "x", "id", 1, false, &g1), ==, 0);
+        g_assert_cmpint(registry_add(r, "A", "x", "id", 7, false, &g2), ==, 1);
         g_assert_true(g1 == g2);
         g_assert_cmpint(g2->priority, ==, 7);
         g_assert_cmpuint(registry_count_id(r, "id"), ==, 1);
-        g_assert_cmpint(registry_add(r, "B", "x", "id", 3, NULL), ==, 0);
+        g_assert_cmpint(registry_add(r, "B", "x", "id", 3, false, NULL), ==, 0);
         g_assert_cmpuint(registry_count_id(r, "id"), ==, 2);
         g_assert_cmpuint(registry_count_owner(r, "A"), ==, 1);
         g_assert_cmpuint(registry_count_owner(r, "B"), ==, 1);
@@ -167,16 +167,16 @@ static void test_registry_pick_skips_tried(void)
         const registration_t *a = NULL, *b = NULL, *c = NULL;
         uint64_t tried[2];
 
-        g_assert_cmpint(registry_add(r, "A", "x", "id", 10, &a), ==, 0);
-        g_assert_cmpint(registry_add(r, "B", "x", "id", 5, &b), ==, 0);
-        g_assert_cmpint(registry_add(r, "C", "y", "id", 7, &c), ==, 0);
+        g_assert_cmpint(registry_add(r, "A", "x", "id", 10, false, &a), ==, 0);
+        g_assert_cmpint(registry_add(r, "B", "x", "id", 5, false, &b), ==, 0);
+        g_assert_cmpint(registry_add(r, "C", "y", "id", 7, false, &c), ==, 0);
         tried[0] = a->seq;
-        g_assert_true(registry_pick(r, "id", "x", tried, 1) == b);
-        g_assert_true(registry_pick(r, "id", "1", tried, 1) == c);
+        g_assert_true(registry_pick(r, "id", "x", tried, 1, false) == b);
+        g_assert_true(registry_pick(r, "id", "1", tried, 1, false) == c);
         tried[1] = c->seq;
-        g_assert_true(registry_pick(r, "id", "1", tried, 2) == b);
+        g_assert_true(registry_pick(r, "id", "1", tried, 2, false) == b);
         tried[1] = b->seq;
-        g_assert_null(registry_pick(r, "id", "x", tried, 2));
+        g_assert_null(registry_pick(r, "id", "x", tried, 2, false));
         registry_free(r);
 }
 
@@ -189,11 +189,11 @@ static void test_registry_limit_per_owner(void)
         registry_put(r, "A", "x", "1d", 0);
         registry_put(r, "A", "x", "2d", 0);
         registry_put(r, "A", "x", "3d", 0);
-        g_assert_cmpint(registry_add(r, "A", "x", "4d", 0, NULL), ==, -ENOSPC);
-        g_assert_cmpint(registry_add(r, "A", "x", "3d", 9, NULL), ==, 1);
-        g_assert_cmpint(registry_add(r, "B", "x", "4d", 0, NULL), ==, 0);
+        g_assert_cmpint(registry_add(r, "A", "x", "4d", 0, false, NULL), ==, -ENOSPC);
+        g_assert_cmpint(registry_add(r, "A", "x", "3d", 9, false, NULL), ==, 1);
+        g_assert_cmpint(registry_add(r, "B", "x", "4d", 0, false, NULL), ==, 0);
         g_assert_cmpint(registry_remove(r, "A", "x", "1d"), ==, 1);
-        g_assert_cmpint(registry_add(r, "A", "x", "4d", 0, NULL), ==, 0);
+        g_assert_cmpint(registry_add(r, "A", "x", "4d", 0, false, NULL), ==, 0);
         g_assert_cmpuint(registry_count(r), ==, 4);
         registry_free(r);
 }
@@ -210,7 +210,7 @@ static void test_registry_many_ids(void)
                 registry_put(r, owner, "rcv", id, i);
         }
         g_assert_cmpuint(registry_count_id(r, "id42"), ==, 4);
-        g_assert_cmpint(registry_pick(r, "id42", "1", NULL, 0)->priority, ==, 15042);
+        g_assert_cmpint(registry_pick(r, "id42", "1", NULL, 0, false)->priority, ==, 15042);
         for (int i = 0; i < 7; i++) {
                 snprintf(owner, sizeof(owner), ":1.%d", i);
                 registry_remove_owner(r, owner);

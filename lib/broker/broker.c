@@ -65,6 +65,28 @@ static const char introspect_broker[] = INTROSPECT_DOCTYPE
     "   <annotation name=\"org.freedesktop.DBus.Method.NoReply\" value=\"true\"/>\n"
     "  </method>\n"
     " </interface>\n"
+    " <interface name=\"" VFIIPC_REMOTE_INTERFACE "\">\n"
+    "  <method name=\"Register\">\n"
+    "   <arg name=\"to\" type=\"s\" direction=\"in\"/>\n"
+    "   <arg name=\"id\" type=\"s\" direction=\"in\"/>\n"
+    "   <arg name=\"priority\" type=\"i\" direction=\"in\"/>\n"
+    "   <annotation name=\"org.freedesktop.DBus.Method.NoReply\" value=\"true\"/>\n"
+    "  </method>\n"
+    "  <method name=\"Unregister\">\n"
+    "   <arg name=\"to\" type=\"s\" direction=\"in\"/>\n"
+    "   <arg name=\"id\" type=\"s\" direction=\"in\"/>\n"
+    "   <annotation name=\"org.freedesktop.DBus.Method.NoReply\" value=\"true\"/>\n"
+    "  </method>\n"
+    "  <method name=\"Notify\">\n"
+    "   <arg name=\"from\" type=\"s\" direction=\"in\"/>\n"
+    "   <arg name=\"to\" type=\"s\" direction=\"in\"/>\n"
+    "   <arg name=\"id\" type=\"s\" direction=\"in\"/>\n"
+    "   <arg name=\"json\" type=\"s\" direction=\"in\"/>\n"
+    "   <arg name=\"flags\" type=\"u\" direction=\"in\"/>\n"
+    "   <arg name=\"reference\" type=\"t\" direction=\"in\"/>\n"
+    "   <annotation name=\"org.freedesktop.DBus.Method.NoReply\" value=\"true\"/>\n"
+    "  </method>\n"
+    " </interface>\n"
     " <interface name=\"" DBUS_INTERFACE_INTROSPECTABLE "\">\n"
     "  <method name=\"Introspect\">\n"
     "   <arg name=\"xml_data\" type=\"s\" direction=\"out\"/>\n"
@@ -95,16 +117,21 @@ typedef struct peer {
         char *name;
         bool gone;     /* its name was released: no unicast error can reach it */
         bool observer; /* AddObserver() */
+        bool remote;   /* called Remote1: an NFY peer's connection, for good (protocol.h) */
+        bool cap_logged;       /* G-87: the 256 cap is logged once per connection */
+        uint64_t bcast_mark;   /* the last broadcast it was sent (G-91: one per connection) */
         pending_ring_t pending;
 } peer_t;
 
 struct broker {
         DBusConnection *conn;
-        const whitelist_t *wl; /* not owned; TODO(remote): out rules before the pick (G-82) */
+        const whitelist_t *wl; /* not owned; NULL: no rules, nothing crosses (§6.1) */
         registry_t *registry;
         GHashTable *peers;    /* name → peer_t, one reference each */
         GPtrArray *observers; /* peer_t, no reference: they leave before the peer does */
         uint64_t ticket;      /* the last ticket handed out */
+        uint64_t bcast;       /* the last broadcast's serial (peer_t.bcast_mark) */
+        size_t n_remote_regs; /* registrations of remote connections (LIM-1, G-87) */
         wire_t wire;          /* the signals' buffer */
         bool filter_added, match_added, path_registered;
         unsigned n_parents; /* parent_nodes registered */
@@ -181,6 +208,8 @@ static void broker_forget(broker_t *b, const char *name)
         peer_t *p = g_hash_table_lookup(b->peers, name);
 
         if (p) {
+                if (p->remote)
+                        b->n_remote_regs -= n; /* NFYS-5, G-87: the slots are free again */
                 g_hash_table_steal(b->peers, name);
                 p->gone = true;
                 if (p->observer)
@@ -265,16 +294,42 @@ static uint64_t broker_ticket_issue(broker_t *b, const registration_t *reg, peer
         return ++b->ticket;
 }
 
-/* DLV-1, DLV-4, DLV-7 (G-64): every registration of the ID, the sender's own included. */
-static void broker_broadcast(broker_t *b, const note_t *n)
+/* §6.3, CFG-4: may this notification leave the device? Asked only when a remote registration
+ * is a candidate, at most once per notification (*out: -1 not asked yet, 0 no, 1 yes). */
+static bool broker_out_allowed(broker_t *b, const note_t *n, int *out)
+{
+        if (*out < 0)
+                *out = whitelist_allows(b->wl, WHITELIST_OUT, n->from, n->to, n->id);
+        return *out;
+}
+
+/* DLV-1, DLV-4, DLV-7 (G-64): every registration of the ID, the sender's own included; remote
+ * ones only if an out rule lets the notification out (§4.1), once per remote connection (G-91),
+ * each with a ticket so that a returned broadcast is recognised and dropped (G-89). */
+static void broker_broadcast(broker_t *b, const char *sender, const note_t *n)
 {
         const registration_t *reg;
+        peer_t *submitter = NULL;
+        uint64_t mark = ++b->bcast;
         size_t k = 0;
+        int out = -1;
 
-        /* TODO(remote): skip remote registrations that no `out` rule lets out (§4.1, G-82). */
-        for (reg = registry_first(b->registry, n->id); reg; reg = registry_next(reg), k++) {
-                broker_deliver(b, reg, n, 0);
+        for (reg = registry_first(b->registry, n->id); reg; reg = registry_next(reg)) {
+                uint64_t ticket = 0;
+
+                if (reg->remote) {
+                        peer_t *rp = g_hash_table_lookup(b->peers, reg->owner);
+
+                        if (!rp || rp->bcast_mark == mark || !broker_out_allowed(b, n, &out))
+                                continue;
+                        rp->bcast_mark = mark;
+                        if (!submitter)
+                                submitter = peer_get(b, sender);
+                        ticket = broker_ticket_issue(b, reg, submitter, n, NULL, 0);
+                }
+                broker_deliver(b, reg, n, ticket);
                 broker_observe(b, n, reg->receiver);
+                k++;
         }
         if (k == 0)
                 broker_observe(b, n, "");
@@ -289,10 +344,14 @@ static void broker_unicast(broker_t *b, const char *submitter, peer_t *submitter
 {
         const registration_t *reg = NULL;
         uint64_t ticket;
+        int out = -1;
+        bool local_only;
 
-        /* TODO(remote): exclude remote registrations that no `out` rule lets out (G-82). */
+        /* G-82: remote registrations that no out rule lets out are no candidates, so they
+         * never shadow an allowed local one; asked only while remote registrations exist. */
+        local_only = b->n_remote_regs > 0 && !broker_out_allowed(b, n, &out);
         if (n_tried < VFIIPC_BOUNCE_TRIES_MAX)
-                reg = registry_pick(b->registry, n->id, n->to, tried, n_tried);
+                reg = registry_pick(b->registry, n->id, n->to, tried, n_tried, local_only);
         if (!reg) {
                 if (submitter)
                         broker_unicast_error(b, submitter, n);
@@ -367,18 +426,49 @@ static int method_notify(broker_t *b, DBusMessage *m, const char *sender, refusa
         if (r < 0)
                 return r;
         if (streq(n.to, "*"))
-                broker_broadcast(b, &n);
+                broker_broadcast(b, sender, &n);
         else
                 broker_unicast(b, sender, NULL, &n, NULL, 0);
         return 0;
 }
 
+/* A delivery handed back (DLV-12, DLV-13, G-89): 1 when ticket is one self was handed for this
+ * very content and it was re-routed (or, for a broadcast, dropped); 0 when it matches nothing
+ * (the caller decides: a client's is dropped, a remote peer's is a new notification). */
+static int broker_return(broker_t *b, peer_t *self, const char *sender, const note_t *n,
+                         uint64_t ticket)
+{
+        pending_t e;
+        pending_t *p;
+        peer_t *submitter;
+
+        p = ticket && self ? pending_ring_find(&self->pending, ticket) : NULL;
+        if (!p || p->fingerprint != pending_fingerprint(n->from, n->to, n->id, n->flags))
+                return 0;
+        pending_ring_take(&self->pending, p, &e);
+        submitter = e.submitter;
+        if (streq(n->to, "*")) {
+                /* G-89: a returned broadcast is dropped; everyone else had it already. */
+                nfy_log(LOG_DEBUG, "%s returned broadcast '%s' (ticket %" PRIu64 "): dropped",
+                        sender, n->id, ticket);
+        } else {
+                nfy_log(LOG_DEBUG, "%s returned '%s' (ticket %" PRIu64 ", %u tried)", sender,
+                        n->id, ticket, e.n_tried);
+                /* DLV-13: next candidate without any tried registration, or the unicast error
+                 * to the original submitter if it is still connected (G-64: observers see every
+                 * attempt). */
+                broker_unicast(b, submitter->gone ? NULL : submitter->name, submitter, n,
+                               pending_tried(&e), e.n_tried);
+        }
+        if (e.n_tried > 1)
+                free(e.tried_many);
+        peer_unref(submitter);
+        return 1;
+}
+
 static int method_bounce(broker_t *b, DBusMessage *m, const char *sender, refusal_t *x)
 {
         dbus_uint64_t ticket;
-        pending_t e;
-        pending_t *p;
-        peer_t *self, *submitter;
         note_t n;
         int r;
 
@@ -390,35 +480,13 @@ static int method_bounce(broker_t *b, DBusMessage *m, const char *sender, refusa
         r = check_note(x, &n);
         if (r < 0)
                 return r;
-
-        /* G-89: only a ticket this connection was handed and that is still pending; a returned
-         * broadcast (ticket 0) is dropped. Not an error for the caller: a ticket may have been
-         * evicted in the meantime. */
-        self = g_hash_table_lookup(b->peers, sender);
-        p = ticket && self ? pending_ring_find(&self->pending, ticket) : NULL;
-        if (!p) {
-                nfy_log(LOG_WARNING, "%s returned '%s' with unknown ticket %" PRIu64 ": dropped",
-                        sender, n.id, (uint64_t)ticket);
-                return 0;
-        }
-        if (p->fingerprint != pending_fingerprint(n.from, n.to, n.id, n.flags)) {
+        /* G-89: only a ticket this connection was handed, for this content, still pending. Not
+         * an error for the caller: a ticket may have been evicted in the meantime. */
+        if (!broker_return(b, g_hash_table_lookup(b->peers, sender), sender, &n, ticket))
                 nfy_log(LOG_WARNING,
-                        "%s returned '%s' with ticket %" PRIu64
-                        " but other from/to/id/flags than delivered: dropped",
+                        "%s returned '%s' with unknown ticket %" PRIu64
+                        " (or other from/to/id/flags than delivered): dropped",
                         sender, n.id, (uint64_t)ticket);
-                return 0;
-        }
-        pending_ring_take(&self->pending, p, &e);
-        submitter = e.submitter;
-        nfy_log(LOG_DEBUG, "%s returned '%s' (ticket %" PRIu64 ", %u tried)", sender, n.id,
-                (uint64_t)ticket, e.n_tried);
-        /* DLV-13: next candidate without any tried registration, or the unicast error to the
-         * original submitter if it is still connected (G-64: observers see every attempt). */
-        broker_unicast(b, submitter->gone ? NULL : submitter->name, submitter, &n,
-                       pending_tried(&e), e.n_tried);
-        if (e.n_tried > 1)
-                free(e.tried_many);
-        peer_unref(submitter);
         return 0;
 }
 
@@ -433,7 +501,7 @@ static int method_register(broker_t *b, DBusMessage *m, const char *sender, refu
                 return refuse(x, VFIIPC_ERROR_INVALID_ARGS, "malformed arguments");
         if ((r = check_receiver(x, to)) < 0 || (r = check_id(x, "notification ID", id)) < 0)
                 return r;
-        r = registry_add(b->registry, sender, to, id, priority, NULL);
+        r = registry_add(b->registry, sender, to, id, priority, false, NULL);
         if (r == -ENOSPC)
                 return refuse(x, VFIIPC_ERROR_LIMITS,
                               "a connection may hold at most %u registrations",
@@ -486,18 +554,132 @@ static int method_remove_observer(broker_t *b, DBusMessage *m, const char *sende
         return 0;
 }
 
+/* ---- remote peers (io.vfiipc.Remote1, protocol.h) ----------------------------------------- */
+
+/* The caller as a remote peer: the first Remote1 call makes it one for good; a connection that
+ * registered or observes through Broker1 is local and stays so. */
+static int peer_remote(broker_t *b, const char *sender, refusal_t *x, peer_t **ret)
+{
+        peer_t *p = peer_get(b, sender);
+
+        if (!p)
+                return -ENOMEM;
+        if (!p->remote) {
+                if (p->observer || registry_count_owner(b->registry, sender) > 0)
+                        return refuse(x, VFIIPC_ERROR_ACCESS_DENIED,
+                                      "a local connection cannot act as a remote peer");
+                p->remote = true;
+                nfy_log(LOG_INFO, "%s is a remote peer", sender);
+        }
+        *ret = p;
+        return 0;
+}
+
+static int remote_register(broker_t *b, DBusMessage *m, const char *sender, refusal_t *x)
+{
+        const char *to, *id;
+        dbus_int32_t priority;
+        peer_t *p;
+        int r;
+
+        if (!dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &to, DBUS_TYPE_STRING, &id,
+                                   DBUS_TYPE_INT32, &priority, DBUS_TYPE_INVALID))
+                return refuse(x, VFIIPC_ERROR_INVALID_ARGS, "malformed arguments");
+        if ((r = check_receiver(x, to)) < 0 || (r = check_id(x, "notification ID", id)) < 0 ||
+            (r = peer_remote(b, sender, x, &p)) < 0)
+                return r;
+        /* LIM-1, G-87: a new registration beyond the cap is discarded without reply; replacing
+         * one of this connection's is fine at the limit. */
+        if (b->n_remote_regs >= VFIIPC_REMOTE_REGISTRATIONS_MAX &&
+            !registry_find(b->registry, sender, to, id)) {
+                if (!p->cap_logged)
+                        nfy_log(LOG_WARNING,
+                                "remote %s: registration of '%s' for '%s' discarded: remote peers "
+                                "hold %u registrations already (logged once per connection)",
+                                sender, id, to, VFIIPC_REMOTE_REGISTRATIONS_MAX);
+                p->cap_logged = true;
+                return 0;
+        }
+        r = registry_add(b->registry, sender, to, id, priority, true, NULL);
+        if (r < 0)
+                return r == -ENOSPC ? -EINVAL : r; /* cannot happen below the cap */
+        if (r == 0)
+                b->n_remote_regs++;
+        nfy_log(LOG_INFO, "remote %s %s '%s' for '%s' with priority %d", sender,
+                r > 0 ? "re-registered" : "registered", id, to, (int)priority);
+        return 0;
+}
+
+static int remote_unregister(broker_t *b, DBusMessage *m, const char *sender, refusal_t *x)
+{
+        const char *to, *id;
+        peer_t *p;
+        int r;
+
+        if (!dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &to, DBUS_TYPE_STRING, &id,
+                                   DBUS_TYPE_INVALID))
+                return refuse(x, VFIIPC_ERROR_INVALID_ARGS, "malformed arguments");
+        if ((r = check_receiver(x, to)) < 0 || (r = check_id(x, "notification ID", id)) < 0 ||
+            (r = peer_remote(b, sender, x, &p)) < 0)
+                return r;
+        if (registry_remove(b->registry, sender, to, id) > 0) {
+                b->n_remote_regs--; /* G-87: frees a slot at once */
+                nfy_log(LOG_INFO, "remote %s unregistered '%s' for '%s'", sender, id, to);
+        }
+        return 0;
+}
+
+/* NFYS-3: a return (its reference is a pending ticket of this connection, G-89), else a new
+ * notification that an `in` rule must admit (CFG-4; CFG-6/G-83: dropped silently, logged). */
+static int remote_notify(broker_t *b, DBusMessage *m, const char *sender, refusal_t *x)
+{
+        dbus_uint64_t reference;
+        peer_t *p;
+        note_t n;
+        int r;
+
+        if (!dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &n.from, DBUS_TYPE_STRING, &n.to,
+                                   DBUS_TYPE_STRING, &n.id, DBUS_TYPE_STRING, &n.json,
+                                   DBUS_TYPE_UINT32, &n.flags, DBUS_TYPE_UINT64, &reference,
+                                   DBUS_TYPE_INVALID))
+                return refuse(x, VFIIPC_ERROR_INVALID_ARGS, "malformed arguments");
+        if ((r = check_note(x, &n)) < 0 || (r = peer_remote(b, sender, x, &p)) < 0)
+                return r;
+        if (broker_return(b, p, sender, &n, reference))
+                return 0;
+        if (!whitelist_allows(b->wl, WHITELIST_IN, n.from, n.to, n.id)) {
+                nfy_log(LOG_WARNING,
+                        "remote %s: '%s' from '%s' to '%s' matches no `in` rule: dropped", sender,
+                        n.id, n.from, n.to);
+                return 0;
+        }
+        if (streq(n.to, "*"))
+                broker_broadcast(b, sender, &n);
+        else
+                broker_unicast(b, sender, p, &n, NULL, 0);
+        return 0;
+}
+
 typedef int (*method_fn)(broker_t *b, DBusMessage *m, const char *sender, refusal_t *x);
 
-static const struct method {
+struct method {
         const char *name, *signature;
         method_fn fn;
-} methods[] = {
+};
+
+static const struct method methods[] = {
     {"Notify", "ssssu", method_notify}, /* first: the hot path */
     {"Bounce", "ssssut", method_bounce},
     {"Register", "ssi", method_register},
     {"Unregister", "ss", method_unregister},
     {"AddObserver", "", method_add_observer},
     {"RemoveObserver", "", method_remove_observer},
+};
+
+static const struct method remote_methods[] = {
+    {"Notify", "ssssut", remote_notify},
+    {"Register", "ssi", remote_register},
+    {"Unregister", "ss", remote_unregister},
 };
 
 /* ---- dispatch ----------------------------------------------------------------------------- */
@@ -553,14 +735,22 @@ static bool is_introspect(DBusMessage *m, const char *iface, const char *member)
                streq(member, "Introspect");
 }
 
-static const struct method *method_find(const char *iface, const char *member)
+static const struct method *method_find(const char *iface, const char *member, bool *remote)
 {
-        /* The interface is optional in a method call (D-Bus specification). */
-        if (iface && !streq(iface, VFIIPC_BROKER_INTERFACE))
+        const struct method *t = methods;
+        size_t n = ELEMENTSOF(methods);
+
+        /* The interface is optional in a method call (D-Bus specification); without one, the
+         * names are Broker1's. */
+        *remote = iface && streq(iface, VFIIPC_REMOTE_INTERFACE);
+        if (*remote) {
+                t = remote_methods;
+                n = ELEMENTSOF(remote_methods);
+        } else if (iface && !streq(iface, VFIIPC_BROKER_INTERFACE))
                 return NULL;
-        for (size_t i = 0; i < ELEMENTSOF(methods); i++)
-                if (streq(member, methods[i].name))
-                        return &methods[i];
+        for (size_t i = 0; i < n; i++)
+                if (streq(member, t[i].name))
+                        return &t[i];
         return NULL;
 }
 
@@ -591,6 +781,7 @@ static DBusHandlerResult broker_message(DBusConnection *c, DBusMessage *m, void 
         const char *iface, *member, *sender;
         const struct method *h;
         refusal_t x;
+        bool remote;
 
         if (dbus_message_get_type(m) != DBUS_MESSAGE_TYPE_METHOD_CALL)
                 return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
@@ -600,7 +791,19 @@ static DBusHandlerResult broker_message(DBusConnection *c, DBusMessage *m, void 
         if (!member || !sender)
                 return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
 
-        h = method_find(iface, member);
+        h = method_find(iface, member, &remote);
+        if (h && !remote) {
+                /* A remote peer's connection never uses Broker1: no observing (LIM-3, DLV-8),
+                 * no unchecked notifications. */
+                const peer_t *p = g_hash_table_lookup(b->peers, sender);
+
+                if (p && p->remote) {
+                        refuse(&x, VFIIPC_ERROR_ACCESS_DENIED,
+                               "a remote peer's connection may only call %s",
+                               VFIIPC_REMOTE_INTERFACE);
+                        return reply_refusal(b, m, &x);
+                }
+        }
         if (h)
                 return method_call(b, m, h, sender);
         if (is_introspect(m, iface, member))

@@ -265,8 +265,18 @@ static void registry_gc(registry_t *r, struct idnode *idn, struct rcvnode *rcv, 
                 g_hash_table_remove(r->owners, o->name);
 }
 
+const registration_t *registry_find(const registry_t *r, const char *owner, const char *to,
+                                    const char *id)
+{
+        struct reg key = {.pub = {.receiver = to, .id = id}};
+        const struct owner *o = g_hash_table_lookup(r->owners, owner);
+        const struct reg *g = o ? g_hash_table_lookup(o->regs, &key) : NULL;
+
+        return g ? &g->pub : NULL;
+}
+
 int registry_add(registry_t *r, const char *owner, const char *to, const char *id, int priority,
-                 const registration_t **ret)
+                 bool remote, const registration_t **ret)
 {
         struct reg key = {.pub = {.receiver = to, .id = id}};
         struct owner *o = g_hash_table_lookup(r->owners, owner);
@@ -312,6 +322,7 @@ int registry_add(registry_t *r, const char *owner, const char *to, const char *i
         g->pub.id = idn->id;
         g->pub.priority = priority;
         g->pub.seq = ++r->seq;
+        g->pub.remote = remote;
         g->all_link.data = g;
         g->rcv_link.data = g;
         reg_link(g);
@@ -366,7 +377,7 @@ static bool excluded(uint64_t seq, const uint64_t *exclude, size_t n)
 }
 
 const registration_t *registry_pick(const registry_t *r, const char *id, const char *to,
-                                    const uint64_t *exclude, size_t n_exclude)
+                                    const uint64_t *exclude, size_t n_exclude, bool local_only)
 {
         const GQueue *q;
         bool any = streq(to, "1");
@@ -384,7 +395,7 @@ const registration_t *registry_pick(const registry_t *r, const char *id, const c
         /* The lists are sorted, so the first candidate not tried yet is the choice. */
         for (const GList *l = q->head; l; l = l->next) {
                 const struct reg *g = l->data;
-                if (!excluded(g->pub.seq, exclude, n_exclude))
+                if (!(local_only && g->pub.remote) && !excluded(g->pub.seq, exclude, n_exclude))
                         return &g->pub;
         }
         return NULL;

@@ -14,6 +14,7 @@
  * Threads: none of its own; the caller serialises (the broker's loop thread). */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,7 @@ typedef struct registration {
         const char *id;       /* notification ID */
         int priority;         /* higher wins */
         uint64_t seq;         /* > 0, unique, grows with every add: identity and tie-break */
+        bool remote;          /* the owner is a remote peer's connection (out rules apply) */
 } registration_t;
 
 /* max_per_owner bounds the registrations one owner may hold (VFIIPC_REGISTRATIONS_PER_PEER_MAX
@@ -34,10 +36,15 @@ int registry_new(size_t max_per_owner, registry_t **ret);
 registry_t *registry_free(registry_t *r); /* NULL-safe; returns NULL */
 
 /* Creates owner's (to, id) registration, or replaces its priority and makes it the newest
- * (REGS-1). Returns 0 when created, 1 when replaced, -ENOSPC when owner already holds
- * max_per_owner others (replacing is allowed at the limit), -ENOMEM. ret may be NULL. */
+ * (REGS-1). remote marks a new registration as a remote peer's (an owner is one or the other).
+ * Returns 0 when created, 1 when replaced, -ENOSPC when owner already holds max_per_owner
+ * others (replacing is allowed at the limit), -ENOMEM. ret may be NULL. */
 int registry_add(registry_t *r, const char *owner, const char *to, const char *id, int priority,
-                 const registration_t **ret);
+                 bool remote, const registration_t **ret);
+
+/* owner's (to, id) registration, or NULL. */
+const registration_t *registry_find(const registry_t *r, const char *owner, const char *to,
+                                    const char *id);
 
 /* Removes owner's (to, id) registration: 1 if there was one, else 0. */
 int registry_remove(registry_t *r, const char *owner, const char *to, const char *id);
@@ -47,9 +54,11 @@ size_t registry_remove_owner(registry_t *r, const char *owner);
 
 /* The unicast choice (DLV-2, DLV-3): to "1" → among all registrations of id, else among those
  * with receiver == to; highest priority, newest first; registrations whose seq is in
- * exclude[0..n_exclude) are skipped (bounces, DLV-13). NULL when there is no candidate. */
+ * exclude[0..n_exclude) are skipped (bounces, DLV-13), and remote ones when local_only (no
+ * `out` rule lets the notification out: filtered before the choice, G-82). NULL when there is
+ * no candidate. */
 const registration_t *registry_pick(const registry_t *r, const char *id, const char *to,
-                                    const uint64_t *exclude, size_t n_exclude);
+                                    const uint64_t *exclude, size_t n_exclude, bool local_only);
 
 /* Broadcast iteration (DLV-1, DLV-4): every registration of id, in priority order.
  *   for (reg = registry_first(r, id); reg; reg = registry_next(reg)) …

@@ -22,18 +22,48 @@
  *       registration it is for; ticket = 0 for broadcasts (never bounced), else unique.
  *   Observed(s from, s to, s id, u flags)        to = resolved receiver or "" (DLV-6, DLV-7)
  *   UnicastError(s from, s to, s id, s json, u flags)   to the submitting connection (DLV-10)
- * Clients accept these only from the current owner of VFIIPC_BROKER_NAME. */
+ * Clients accept these only from the current owner of VFIIPC_BROKER_NAME.
+ *
+ * Remote peers (notification-service.md §6–8, G-82…G-94): the NFY gateway (lib/remote/gateway.c,
+ * its own process) opens one bus connection per TCP peer, so that connection is the peer's
+ * registrant and its registrations vanish with it (NFYS-5). Such a connection calls interface
+ * VFIIPC_REMOTE_INTERFACE on VFIIPC_BROKER_PATH, always with NO_REPLY:
+ *   Register(s to, s id, i priority)       NFYS-1; a new registration beyond
+ *                                          VFIIPC_REMOTE_REGISTRATIONS_MAX over all remote
+ *                                          connections is ignored, logged once per connection
+ *                                          (LIM-1, G-87); replacing is allowed at the limit
+ *   Unregister(s to, s id)                 NFYS-2
+ *   Notify(s from, s to, s id, s json, u flags, t reference)
+ *       reference: the frame's `reference` when it is an integer 1…2^64−1, else 0. When it is
+ *       a ticket of a Deliver this connection was sent (and still pending), the message is a
+ *       return (G-89): a unicast goes to the next candidate or raises the unicast error, a
+ *       broadcast is dropped, no `in` check. Otherwise it is new: admitted only if an `in`
+ *       rule matches (CFG-6: else dropped, logged at LOG_WARNING), then routed like Notify.
+ * The first Remote1 call makes a connection remote for good: the broker then refuses it every
+ * Broker1 method (AccessDenied; remote peers never observe, LIM-3/DLV-8), and a connection
+ * that already registered or observed through Broker1 may not turn remote. Remote
+ * registrations are candidates only when an `out` rule lets the notification out, checked
+ * before the priority choice (G-82). To a remote connection the broker sends the same Deliver
+ * and UnicastError signals as to a client, except: every Deliver carries a ticket, broadcasts
+ * included (so a returned broadcast is recognised and dropped), and a broadcast produces one
+ * Deliver per remote connection even if it holds several matching registrations (G-91). The
+ * gateway turns Deliver into a `notify` frame with reference = ticket, UnicastError into an
+ * `unicast_error` frame with reference 0. Bus policy (generated, see lib/broker/policy.h)
+ * confines the gateway's user to this interface when the gateway runs as its own user. */
 #pragma once
 
 #define VFIIPC_BROKER_NAME "io.vfiipc.Broker1"
 #define VFIIPC_BROKER_PATH "/io/vfiipc/Broker1"
 #define VFIIPC_BROKER_INTERFACE "io.vfiipc.Broker1"
 
+#define VFIIPC_REMOTE_INTERFACE "io.vfiipc.Remote1"
+
 #define VFIIPC_CLIENT_PATH "/io/vfiipc/Client1"
 #define VFIIPC_CLIENT_INTERFACE "io.vfiipc.Client1"
 
 #define VFIIPC_ERROR_INVALID_ARGS "org.freedesktop.DBus.Error.InvalidArgs"
 #define VFIIPC_ERROR_LIMITS "org.freedesktop.DBus.Error.LimitsExceeded"
+#define VFIIPC_ERROR_ACCESS_DENIED "org.freedesktop.DBus.Error.AccessDenied"
 
 /* Limits on what one peer controls (validated by client and broker alike). */
 #define VFIIPC_ID_MAX 4096u                     /* bytes in an app or notification ID */
@@ -41,7 +71,15 @@
 #define VFIIPC_REGISTRATIONS_PER_PEER_MAX 65536u /* registrations one connection may hold */
 #define VFIIPC_PENDING_PER_PEER_MAX 1024u       /* bounceable unicast tickets per receiver */
 #define VFIIPC_BOUNCE_TRIES_MAX 64u             /* re-routes of one unicast before it fails */
+#define VFIIPC_REMOTE_REGISTRATIONS_MAX 256u    /* over all remote connections (LIM-1, G-87) */
+#define VFIIPC_REMOTE_CONNECTIONS_MAX 64u       /* TCP peers of the gateway at once (G-94) */
 
 /* Environment: the bus address (design.md "The private bus") and the bus config override. */
 #define VFIIPC_ENV_BUS_ADDRESS "VFIIPC_BUS_ADDRESS"
 #define VFIIPC_ENV_BUS_CONFIG "VFIIPC_BUS_CONFIG"
+/* The remote gateway: TCP port (default VFIIPC_NFY_PORT_DEFAULT), program, and the user it
+ * drops to when the server runs as root (default: the build option gateway_user). */
+#define VFIIPC_ENV_NFY_PORT "VFIIPC_NFY_PORT"
+#define VFIIPC_ENV_NFY_GATEWAY "VFIIPC_NFY_GATEWAY"
+#define VFIIPC_ENV_GATEWAY_USER "VFIIPC_GATEWAY_USER"
+#define VFIIPC_NFY_PORT_DEFAULT 5899

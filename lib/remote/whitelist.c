@@ -142,6 +142,11 @@ size_t whitelist_n_rules(const whitelist_t *w)
         return w ? w->set[WHITELIST_IN].n + w->set[WHITELIST_OUT].n : 0;
 }
 
+size_t whitelist_n_rules_dir(const whitelist_t *w, whitelist_dir_t dir)
+{
+        return w && (unsigned)dir < ELEMENTSOF(w->set) ? w->set[dir].n : 0;
+}
+
 size_t whitelist_n_interfaces(const whitelist_t *w)
 {
         return w ? w->n_interfaces : 0;

@@ -43,6 +43,7 @@ bool whitelist_allows(const whitelist_t *w, whitelist_dir_t dir, const char *fro
                       const char *notification_id);
 
 size_t whitelist_n_rules(const whitelist_t *w);      /* in + out rules */
+size_t whitelist_n_rules_dir(const whitelist_t *w, whitelist_dir_t dir);
 size_t whitelist_n_interfaces(const whitelist_t *w); /* interface lines (duplicates folded) */
 const char *whitelist_interface(const whitelist_t *w, size_t i);
 
