@@ -2,6 +2,8 @@
  *
  *   notifysvc [--log-level LEVEL] [CONFIG]    runs the server in the foreground until
  *                                             SIGTERM/SIGINT
+ *   notifysvc --print-policy CONFIG           prints the bus configuration it would generate
+ *                                             for the NFY gateway's user (started as root)
  *
  * Diagnostics go to stderr (LOG-3); under systemd (JOURNAL_STREAM set) stderr is already
  * connected to the journal, so nothing else is needed for journal logging.
@@ -23,6 +25,8 @@
 #include <vfiipc/notify.h>
 
 #include "config.h"
+
+static void report(vfiipc_result r, const char *config);
 
 /* The server the signal handlers stop; NULL before it exists and once it is being freed. */
 static _Atomic(vfiipc_server *) running;
@@ -48,6 +52,9 @@ static void usage(FILE *f)
                 "  CONFIG             remote-access whitelist file; without it\n"
                 "                     %s (or a legacy V/OS\n"
                 "                     location) when it exists, else no remote access\n"
+                "  --print-policy CONFIG\n"
+                "                     print the dbus-daemon configuration generated for the\n"
+                "                     remote gateway's user (when started as root) and exit\n"
                 "  --log-level LEVEL  log this syslog level and all more severe ones: emerg,\n"
                 "                     alert, crit, err, warning, notice, info, debug or 0-7\n"
                 "                     (sets NFY_LOGMASK; err = 15)\n"
@@ -55,11 +62,28 @@ static void usage(FILE *f)
                 "  -V, --version      show the version\n"
                 "\n"
                 "Environment: VFIIPC_BUS_ADDRESS (bus address), VFIIPC_BUS_CONFIG (dbus-daemon\n"
-                "configuration), NFY_LOGMASK (diagnostics, e.g. 8 for errors, 255 for all).\n"
+                "configuration), VFIIPC_NFY_PORT (remote TCP port, default 5899),\n"
+                "VFIIPC_GATEWAY_USER (the remote gateway's user when run as root, default %s),\n"
+                "NFY_LOGMASK (diagnostics, e.g. 8 for errors, 255 for all).\n"
                 "Diagnostics go to stderr, which systemd connects to the journal.\n"
                 "Exit status: 0 clean shutdown, 1 server error or already running, 3 permission,\n"
                 "4 configuration file, 5 configuration syntax, 64 usage.\n",
-                VFIIPC_NOTIFY_CFG_DEFAULT);
+                VFIIPC_NOTIFY_CFG_DEFAULT, VFIIPC_GATEWAY_USER_DEFAULT);
+}
+
+/* --print-policy: what the server would hand dbus-daemon for this configuration. */
+static int print_policy(const char *config)
+{
+        char *text = NULL;
+        vfiipc_result r = vfiipc_server_policy(config, &text);
+
+        if (r != VFIIPC_OK) {
+                report(r, config);
+                return -(int)r;
+        }
+        fputs(text, stdout);
+        free(text);
+        return fflush(stdout) == 0 ? 0 : 1;
 }
 
 /* SVC-2, G-95: the build-time default, then the legacy V/OS 3 and V/OS locations. */
@@ -143,7 +167,7 @@ int main(int argc, char **argv)
         const char *config = NULL;
         vfiipc_server *s = NULL;
         vfiipc_result r;
-        bool no_more_options = false;
+        bool no_more_options = false, want_policy = false;
 
         for (int i = 1; i < argc; i++) {
                 const char *a = argv[i];
@@ -173,6 +197,10 @@ int main(int argc, char **argv)
                         setenv("NFY_LOGMASK", buf, 1);
                         continue;
                 }
+                if (!no_more_options && !strcmp(a, "--print-policy")) {
+                        want_policy = true;
+                        continue;
+                }
                 if (!no_more_options && !strcmp(a, "--")) {
                         no_more_options = true;
                         continue;
@@ -188,6 +216,14 @@ int main(int argc, char **argv)
                         return EX_USAGE;
                 }
                 config = a; /* SVC-1: then the default locations are not consulted */
+        }
+        if (want_policy) {
+                if (!config) {
+                        fprintf(stderr, "notifysvc: --print-policy needs a configuration file\n");
+                        usage(stderr);
+                        return EX_USAGE;
+                }
+                return print_policy(config);
         }
         if (!config)
                 config = default_config();

@@ -84,6 +84,12 @@ VFIIPC_PUBLIC vfiipc_result vfiipc_server_start(vfiipc_server *s);
 VFIIPC_PUBLIC vfiipc_result vfiipc_server_serve(vfiipc_server *s);
 VFIIPC_PUBLIC void vfiipc_server_stop(vfiipc_server *s);
 VFIIPC_PUBLIC vfiipc_server *vfiipc_server_free(vfiipc_server *s);
+/* The dbus-daemon configuration the server generates for the remote gateway's principal when
+ * started as root with config_file (notifysvc --print-policy): the installed bus configuration
+ * plus a policy that confines the gateway's user to the broker's remote-facing methods. Returns
+ * CONFIG_FILE / CONFIG_SYNTAX like vfiipc_server_new, SERVER when out of memory; *ret (malloc'd,
+ * free()) untouched on failure. */
+VFIIPC_PUBLIC vfiipc_result vfiipc_server_policy(const char *config_file, char **ret);
 /* The bus address the server listens on / the client uses (malloc'd; free()). */
 VFIIPC_PUBLIC char *vfiipc_bus_address(void);
 

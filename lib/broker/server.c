@@ -13,6 +13,7 @@
  * stop from any thread or a signal handler, but not concurrently with free. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,10 +29,11 @@
 
 #include "broker/broker.h"
 #include "bus/address.h"
-#include "bus/daemon.h"
+#include "broker/policy.h"
 #include "bus/loop.h"
 #include "bus/protocol.h"
 #include "config.h"
+#include "core/child.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "remote/whitelist.h"
@@ -42,6 +44,8 @@
 #define PROBE_TIMEOUT_MS 1000         /* asking a bus found on our address */
 #define PROBE_SETTLE_MS 2000 /* how long something that answers may take to turn out stale */
 #define LOCK_TRIES 16
+#define GATEWAY_READY_TIMEOUT_MS 10000
+#define GATEWAY_STOP_GRACE_MS 2000
 
 struct vfiipc_server {
         whitelist_t *whitelist; /* NULL: no remote access (SRVF-3, SRVF-6) */
@@ -55,7 +59,8 @@ struct vfiipc_server {
         dev_t socket_dev;
         ino_t socket_ino;
 
-        bus_daemon_t *daemon;
+        child_t *daemon;
+        child_t *gateway; /* the NFY gateway, while the whitelist has rules (G-84, G-86) */
         DBusConnection *conn;
         _Atomic(bus_loop_t *) loop;
         broker_t *broker;
@@ -352,23 +357,112 @@ static int server_clear_socket(vfiipc_server *s)
 
 /* ---- the bus and the broker ------------------------------------------------------------- */
 
-static int server_spawn(vfiipc_server *s)
+/* The user the gateway drops to: only when the server runs as root (design.md "Remote
+ * access"); NULL otherwise, or when there are no rules (no gateway at all). */
+static const char *server_gateway_user(const vfiipc_server *s)
+{
+        const char *u = getenv(VFIIPC_ENV_GATEWAY_USER);
+
+        if (whitelist_n_rules(s->whitelist) == 0 || geteuid() != 0)
+                return NULL;
+        return isempty(u) ? VFIIPC_GATEWAY_USER_DEFAULT : u;
+}
+
+static const char *server_bus_config(void)
 {
         const char *config = getenv(VFIIPC_ENV_BUS_CONFIG);
+
+        return isempty(config) ? VFIIPC_BUS_CONFIG_DEFAULT : config;
+}
+
+/* With a gateway user the daemon gets a generated configuration: the installed one plus the
+ * gateway's policy (lib/broker/policy.h). Written next to the socket (or in the temp dir for
+ * other addresses), read by dbus-daemon at start, removed right after. *ret NULL: none needed. */
+static int server_write_config(vfiipc_server *s, const char *base, char **ret)
+{
+        const char *user = server_gateway_user(s);
+        _cleanup_free_ char *text = NULL, *dir = NULL, *path = NULL;
+        _cleanup_close_ int fd = -1;
+        size_t len, off = 0;
+        int r;
+
+        *ret = NULL;
+        if (!user)
+                return 0;
+        /* Fail here with a clear message rather than with a gateway that cannot start. */
+        if (!getpwnam(user))
+                return nfy_log(LOG_ERR,
+                               "the NFY gateway's user '%s' does not exist: create it (the Debian "
+                               "package does) or name another one in %s",
+                               user, VFIIPC_ENV_GATEWAY_USER),
+                       -ENOENT;
+        r = policy_bus_config(s->whitelist, base, user, &text);
+        if (r < 0)
+                return r;
+        if (s->socket_path && strrchr(s->socket_path, '/')) {
+                dir = strndup(s->socket_path, (size_t)(strrchr(s->socket_path, '/') - s->socket_path));
+        } else {
+                const char *t = getenv("TMPDIR");
+                dir = strdup(isempty(t) ? "/tmp" : t);
+        }
+        if (!dir || asprintf(&path, "%s/.vfiipc-bus-XXXXXX", dir) < 0) {
+                path = NULL;
+                return -ENOMEM;
+        }
+        fd = mkostemp(path, O_CLOEXEC);
+        if (fd < 0) {
+                r = -errno;
+                return nfy_log_errno(LOG_ERR, r, "cannot write the bus configuration in %s", dir);
+        }
+        len = strlen(text);
+        while (off < len) {
+                ssize_t n = write(fd, text + off, len - off);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0) {
+                        r = n < 0 ? -errno : -EIO;
+                        (void)unlink(path);
+                        return nfy_log_errno(LOG_ERR, r, "cannot write %s", path);
+                }
+                off += (size_t)n;
+        }
+        *ret = path;
+        path = NULL;
+        return 0;
+}
+
+static int server_spawn(vfiipc_server *s)
+{
+        const char *base = server_bus_config();
+        _cleanup_free_ char *generated = NULL, *a_config = NULL, *a_address = NULL;
+        char print[] = "--print-address=3", nofork[] = "--nofork", nopid[] = "--nopidfile",
+             nosys[] = "--nosyslog";
         struct stat st;
         int r;
 
-        if (isempty(config))
-                config = VFIIPC_BUS_CONFIG_DEFAULT;
         /* dbus-daemon would only say "exited with 1"; name the file. Not -EACCES: that would
          * read as "may not create the endpoint" (G-66). */
-        if (access(config, R_OK) < 0) {
+        if (access(base, R_OK) < 0) {
                 r = -errno;
-                nfy_log_errno(LOG_ERR, r, "bus configuration %s", config);
+                nfy_log_errno(LOG_ERR, r, "bus configuration %s", base);
                 return -ENOENT;
         }
-        r = bus_daemon_start(VFIIPC_DBUS_DAEMON, config, s->address, DAEMON_READY_TIMEOUT_MS,
-                             &s->daemon);
+        r = server_write_config(s, base, &generated);
+        if (r < 0)
+                return r;
+        if (asprintf(&a_config, "--config-file=%s", generated ? generated : base) < 0)
+                a_config = NULL;
+        if (asprintf(&a_address, "--address=%s", s->address) < 0)
+                a_address = NULL;
+        if (!a_config || !a_address) {
+                r = -ENOMEM;
+        } else {
+                char *argv[] = {(char *)VFIIPC_DBUS_DAEMON, a_config, a_address, nofork, nopid,
+                                nosys, print, NULL};
+                r = child_start("dbus-daemon", argv, DAEMON_READY_TIMEOUT_MS, &s->daemon);
+        }
+        if (generated)
+                (void)unlink(generated); /* read at start; a reload keeps the running policy */
         if (r < 0)
                 return nfy_log_errno(LOG_ERR, r, "cannot start %s on %s", VFIIPC_DBUS_DAEMON,
                                      s->address);
@@ -381,12 +475,83 @@ static int server_spawn(vfiipc_server *s)
         return 0;
 }
 
+/* VFIIPC_NFY_PORT, or 5899 (NFY-1). */
+static int server_nfy_port(unsigned *ret)
+{
+        const char *v = getenv(VFIIPC_ENV_NFY_PORT);
+        char *end;
+        unsigned long p;
+
+        if (isempty(v)) {
+                *ret = VFIIPC_NFY_PORT_DEFAULT;
+                return 0;
+        }
+        errno = 0;
+        p = strtoul(v, &end, 10);
+        if (errno || *end || v[0] < '0' || v[0] > '9' || p == 0 || p > 65535)
+                return nfy_log(LOG_ERR, "%s=\"%s\" is not a TCP port (1…65535)",
+                               VFIIPC_ENV_NFY_PORT, v),
+                       -EINVAL;
+        *ret = (unsigned)p;
+        return 0;
+}
+
+/* G-84, G-86: the gateway runs only when the configuration has at least one in/out rule. It
+ * is its own process and bus principal (the network-facing parser stays out of this
+ * process), dies with the server (PDEATHSIG) and is stopped before the bus. */
+static int server_start_gateway(vfiipc_server *s)
+{
+        const char *program = getenv(VFIIPC_ENV_NFY_GATEWAY), *user = server_gateway_user(s);
+        size_t n_if = whitelist_n_interfaces(s->whitelist), k = 0;
+        char port_s[16], a_bus[] = "--bus", a_port[] = "--port", a_if[] = "--interface",
+                         a_user[] = "--user", a_ready[] = "--ready-fd", three[] = "3";
+        _cleanup_free_ char **argv = NULL;
+        unsigned port;
+        int r;
+
+        if (whitelist_n_rules(s->whitelist) == 0)
+                return 0;
+        if (isempty(program))
+                program = VFIIPC_NFY_GATEWAY_DEFAULT;
+        r = server_nfy_port(&port);
+        if (r < 0)
+                return r;
+        snprintf(port_s, sizeof(port_s), "%u", port);
+        argv = calloc(12 + 2 * n_if, sizeof(char *));
+        if (!argv)
+                return -ENOMEM;
+        argv[k++] = (char *)program;
+        argv[k++] = a_bus;
+        argv[k++] = (char *)child_line(s->daemon);
+        argv[k++] = a_port;
+        argv[k++] = port_s;
+        for (size_t i = 0; i < n_if; i++) {
+                argv[k++] = a_if;
+                argv[k++] = (char *)whitelist_interface(s->whitelist, i);
+        }
+        if (user) {
+                argv[k++] = a_user;
+                argv[k++] = (char *)user;
+        }
+        argv[k++] = a_ready;
+        argv[k++] = three;
+        argv[k] = NULL;
+        r = child_start("nfy-gateway", argv, GATEWAY_READY_TIMEOUT_MS, &s->gateway);
+        if (r < 0)
+                return nfy_log_errno(LOG_ERR, r, "cannot start the NFY gateway %s%s", program,
+                                     user ? " (is the bus socket reachable for its user?)" : ""),
+                       r == -ENOMEM ? r : -ECHILD;
+        nfy_log(LOG_NOTICE, "NFY gateway %d serves TCP port %u%s%s", (int)child_pid(s->gateway),
+                port, user ? " as user " : "", user ? user : "");
+        return 0;
+}
+
 static int server_connect(vfiipc_server *s)
 {
         DBusError err = DBUS_ERROR_INIT;
         int r = -ECONNREFUSED, rn;
 
-        s->conn = dbus_connection_open_private(bus_daemon_address(s->daemon), &err);
+        s->conn = dbus_connection_open_private(child_line(s->daemon), &err);
         if (!s->conn)
                 goto fail;
         /* The library decides what a lost bus means (serve returns), never libdbus' exit(). */
@@ -418,6 +583,8 @@ fail:
 /* Undoes start, in reverse order; leaves s as after new(). Loop thread (bus_loop_free). */
 static void server_teardown(vfiipc_server *s)
 {
+        /* The gateway first: its peers' connections end while the broker still listens. */
+        s->gateway = child_free(s->gateway, GATEWAY_STOP_GRACE_MS);
         s->broker = broker_free(s->broker);
         bus_loop_free(atomic_exchange(&s->loop, NULL));
         if (s->conn) {
@@ -425,7 +592,7 @@ static void server_teardown(vfiipc_server *s)
                 dbus_connection_unref(s->conn);
                 s->conn = NULL;
         }
-        s->daemon = bus_daemon_free(s->daemon, DAEMON_STOP_GRACE_MS);
+        s->daemon = child_free(s->daemon, DAEMON_STOP_GRACE_MS);
         if (s->socket_ours) {
                 struct stat st;
                 /* dbus-daemon removes its socket on SIGTERM; after a SIGKILL it is left. A
@@ -495,6 +662,8 @@ static int server_start(vfiipc_server *s)
                 if (r < 0)
                         nfy_log_errno(LOG_ERR, r, "cannot set up the broker");
         }
+        if (r >= 0)
+                r = server_start_gateway(s);
         if (r < 0) {
                 server_teardown(s);
                 return r;
@@ -581,6 +750,24 @@ VFIIPC_PUBLIC vfiipc_server *vfiipc_server_free(vfiipc_server *s)
         whitelist_free(s->whitelist);
         free(s);
         return NULL;
+}
+
+VFIIPC_PUBLIC vfiipc_result vfiipc_server_policy(const char *config_file, char **ret)
+{
+        const char *user = getenv(VFIIPC_ENV_GATEWAY_USER);
+        whitelist_t *wl = NULL;
+        int r;
+
+        if (!config_file || !ret)
+                return VFIIPC_ERR_CONFIG_FILE;
+        r = whitelist_load(config_file, &wl, NULL);
+        if (r < 0)
+                return server_result(r, PHASE_CONFIG);
+        /* As a server started as root would write it (server_write_config). */
+        r = policy_bus_config(wl, server_bus_config(), isempty(user) ? VFIIPC_GATEWAY_USER_DEFAULT : user,
+                              ret);
+        whitelist_free(wl);
+        return r < 0 ? VFIIPC_ERR_SERVER : VFIIPC_OK;
 }
 
 VFIIPC_PUBLIC vfiipc_result vfiipc_server_run(const char *config_file)
