@@ -46,6 +46,10 @@
 #define LOCK_TRIES 16
 #define GATEWAY_READY_TIMEOUT_MS 10000
 #define GATEWAY_STOP_GRACE_MS 2000
+/* A gateway that ends is started again (remote peers reconnect by themselves, §5.4), but not
+ * more than this often per window: one that keeps crashing is a bug to report, not to hide. */
+#define GATEWAY_RESTARTS_MAX 5
+#define GATEWAY_RESTART_WINDOW_MS 60000
 
 struct vfiipc_server {
         whitelist_t *whitelist; /* NULL: no remote access (SRVF-3, SRVF-6) */
@@ -61,6 +65,9 @@ struct vfiipc_server {
 
         child_t *daemon;
         child_t *gateway; /* the NFY gateway, while the whitelist has rules (G-84, G-86) */
+        char *gateway_name; /* its control connection's unique bus name (its ready line) */
+        long long gateway_starts[GATEWAY_RESTARTS_MAX]; /* when, ms, oldest first */
+        bool filter_added;
         DBusConnection *conn;
         _Atomic(bus_loop_t *) loop;
         broker_t *broker;
@@ -541,9 +548,60 @@ static int server_start_gateway(vfiipc_server *s)
                 return nfy_log_errno(LOG_ERR, r, "cannot start the NFY gateway %s%s", program,
                                      user ? " (is the bus socket reachable for its user?)" : ""),
                        r == -ENOMEM ? r : -ECHILD;
+        /* "READY <unique name>": the name whose end tells us that the gateway ended. */
+        free(s->gateway_name);
+        s->gateway_name = NULL;
+        if (strncmp(child_line(s->gateway), "READY :", 7) == 0)
+                s->gateway_name = strdup(child_line(s->gateway) + 6);
+        memmove(s->gateway_starts, s->gateway_starts + 1,
+                sizeof(s->gateway_starts) - sizeof(s->gateway_starts[0]));
+        s->gateway_starts[GATEWAY_RESTARTS_MAX - 1] = now_ms();
         nfy_log(LOG_NOTICE, "NFY gateway %d serves TCP port %u%s%s", (int)child_pid(s->gateway),
                 port, user ? " as user " : "", user ? user : "");
         return 0;
+}
+
+/* The gateway's bus connection ended: it crashed, was killed, or lost the bus. Start a new one
+ * unless that has happened GATEWAY_RESTARTS_MAX times within the window. On the loop thread,
+ * which blocks while the new gateway starts (its start needs the bus driver, not the broker). */
+static void server_gateway_lost(vfiipc_server *s)
+{
+        long long now = now_ms();
+        int r;
+
+        nfy_log(LOG_ERR, "the NFY gateway %d ended; remote peers were disconnected",
+                (int)child_pid(s->gateway));
+        s->gateway = child_free(s->gateway, GATEWAY_STOP_GRACE_MS);
+        free(s->gateway_name);
+        s->gateway_name = NULL;
+        if (s->gateway_starts[0] && now - s->gateway_starts[0] < GATEWAY_RESTART_WINDOW_MS) {
+                nfy_log(LOG_ERR,
+                        "the NFY gateway ended %d times within %d s: not starting it again; "
+                        "remote access is off until the server restarts",
+                        GATEWAY_RESTARTS_MAX, GATEWAY_RESTART_WINDOW_MS / 1000);
+                return;
+        }
+        r = server_start_gateway(s);
+        if (r < 0)
+                nfy_log_errno(LOG_ERR, r, "cannot restart the NFY gateway; remote access is off");
+}
+
+static DBusHandlerResult server_filter(DBusConnection *c, DBusMessage *m, void *userdata)
+{
+        vfiipc_server *s = userdata;
+        const char *sender, *name, *old_owner, *new_owner;
+
+        if (!s->gateway_name || dbus_message_get_type(m) != DBUS_MESSAGE_TYPE_SIGNAL ||
+            !dbus_message_is_signal(m, DBUS_INTERFACE_DBUS, "NameOwnerChanged"))
+                return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
+        sender = dbus_message_get_sender(m);
+        /* The broker's match rule (names lost) brings these; only the driver may send them. */
+        if (sender && streq(sender, DBUS_SERVICE_DBUS) &&
+            dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &name, DBUS_TYPE_STRING, &old_owner,
+                                  DBUS_TYPE_STRING, &new_owner, DBUS_TYPE_INVALID) &&
+            streq(name, s->gateway_name) && isempty(new_owner))
+                server_gateway_lost(s);
+        return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
 }
 
 static int server_connect(vfiipc_server *s)
@@ -584,7 +642,13 @@ fail:
 static void server_teardown(vfiipc_server *s)
 {
         /* The gateway first: its peers' connections end while the broker still listens. */
+        if (s->filter_added)
+                dbus_connection_remove_filter(s->conn, server_filter, s);
+        s->filter_added = false;
         s->gateway = child_free(s->gateway, GATEWAY_STOP_GRACE_MS);
+        free(s->gateway_name);
+        s->gateway_name = NULL;
+        memset(s->gateway_starts, 0, sizeof(s->gateway_starts));
         s->broker = broker_free(s->broker);
         bus_loop_free(atomic_exchange(&s->loop, NULL));
         if (s->conn) {
@@ -662,8 +726,10 @@ static int server_start(vfiipc_server *s)
                 if (r < 0)
                         nfy_log_errno(LOG_ERR, r, "cannot set up the broker");
         }
-        if (r >= 0)
-                r = server_start_gateway(s);
+        if (r >= 0 && whitelist_n_rules(s->whitelist) > 0) {
+                s->filter_added = dbus_connection_add_filter(s->conn, server_filter, s, NULL);
+                r = s->filter_added ? server_start_gateway(s) : -ENOMEM;
+        }
         if (r < 0) {
                 server_teardown(s);
                 return r;
