@@ -65,6 +65,11 @@ static void spawn(server_fixture_t *f)
                 if (null >= 0)
                         dup2(null, STDOUT_FILENO);
                 setenv(VFIIPC_ENV_BUS_ADDRESS, f->address, 1);
+                if (f->nfy_port > 0) {
+                        char port[16];
+                        snprintf(port, sizeof(port), "%d", f->nfy_port);
+                        setenv(VFIIPC_ENV_NFY_PORT, port, 1);
+                }
                 if (f->config)
                         execl(notifysvc_path(), "notifysvc", f->config, (char *)NULL);
                 else
@@ -75,14 +80,24 @@ static void spawn(server_fixture_t *f)
         g_assert_true(server_fixture_wait_ready(f, 10000));
 }
 
-void server_fixture_start(server_fixture_t *f)
+void server_fixture_prepare(server_fixture_t *f)
 {
         GError *error = NULL;
 
         f->dir = g_dir_make_tmp("vfiipc-test-XXXXXX", &error);
         g_assert_no_error(error);
+        /* Root's server drops the gateway to an unprivileged user, which must reach the bus
+         * socket: traversable, but not listable. */
+        if (geteuid() == 0)
+                g_assert_cmpint(g_chmod(f->dir, 0711), ==, 0);
         f->address = g_strdup_printf("unix:path=%s/bus", f->dir);
         g_setenv(VFIIPC_ENV_BUS_ADDRESS, f->address, TRUE);
+        f->pid = 0;
+}
+
+void server_fixture_start(server_fixture_t *f)
+{
+        server_fixture_prepare(f);
         spawn(f);
 }
 

@@ -18,10 +18,16 @@ typedef struct server_fixture {
         char *address; /* unix:path=<dir>/bus */
         char *config;  /* optional whitelist file passed to notifysvc, or NULL */
         pid_t pid;     /* notifysvc, or 0 when not running */
+        int nfy_port;  /* > 0: passed to notifysvc as VFIIPC_NFY_PORT (the NFY gateway's port) */
 } server_fixture_t;
 
 /* Fresh temp dir + server. Asserts (g_assert) on failure. */
 void server_fixture_start(server_fixture_t *f);
+/* Fresh temp dir and address only (exported like start does); server_fixture_restart() then
+ * starts the server, so a test can write f->config into f->dir first. When running as root the
+ * dir is 0711, so that a helper the server runs as another user (the NFY gateway) can reach
+ * the bus socket in it. */
+void server_fixture_prepare(server_fixture_t *f);
 /* Starts the server again at the same address (after kill). */
 void server_fixture_restart(server_fixture_t *f);
 /* SIGKILL the server (its bus dies with it) and reap it. */
