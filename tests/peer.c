@@ -56,6 +56,11 @@ peer_t *peer_new(const char *app_id)
         return p;
 }
 
+int peer_pid(const peer_t *p)
+{
+        return (int)p->pid;
+}
+
 void peer_free(peer_t *p)
 {
         int status;

@@ -7,9 +7,16 @@
  * broker sent it before. settle() pings every client twice (first round: all submissions
  * handled; second round: all resulting signals queued), so tests can assert exact counts,
  * including "nothing arrived". */
+#include <arpa/inet.h>
+#include <grp.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <dbus/dbus.h>
 #include <glib.h>
@@ -43,7 +50,7 @@ static void registry_put(registry_t *r, const char *owner, const char *to, const
 
 static const char *pick_owner(registry_t *r, const char *id, const char *to)
 {
-        const registration_t *g = registry_pick(r, id, to, NULL, 0, false);
+        const registration_t *g = registry_pick(r, id, to, NULL, 0, NULL, NULL);
 
         return g ? g->owner : NULL;
 }
@@ -171,12 +178,12 @@ static void test_registry_pick_skips_tried(void)
         g_assert_cmpint(registry_add(r, "B", "x", "id", 5, false, &b), ==, 0);
         g_assert_cmpint(registry_add(r, "C", "y", "id", 7, false, &c), ==, 0);
         tried[0] = a->seq;
-        g_assert_true(registry_pick(r, "id", "x", tried, 1, false) == b);
-        g_assert_true(registry_pick(r, "id", "1", tried, 1, false) == c);
+        g_assert_true(registry_pick(r, "id", "x", tried, 1, NULL, NULL) == b);
+        g_assert_true(registry_pick(r, "id", "1", tried, 1, NULL, NULL) == c);
         tried[1] = c->seq;
-        g_assert_true(registry_pick(r, "id", "1", tried, 2, false) == b);
+        g_assert_true(registry_pick(r, "id", "1", tried, 2, NULL, NULL) == b);
         tried[1] = b->seq;
-        g_assert_null(registry_pick(r, "id", "x", tried, 2, false));
+        g_assert_null(registry_pick(r, "id", "x", tried, 2, NULL, NULL));
         registry_free(r);
 }
 
@@ -210,7 +217,7 @@ static void test_registry_many_ids(void)
                 registry_put(r, owner, "rcv", id, i);
         }
         g_assert_cmpuint(registry_count_id(r, "id42"), ==, 4);
-        g_assert_cmpint(registry_pick(r, "id42", "1", NULL, 0, false)->priority, ==, 15042);
+        g_assert_cmpint(registry_pick(r, "id42", "1", NULL, 0, NULL, NULL)->priority, ==, 15042);
         for (int i = 0; i < 7; i++) {
                 snprintf(owner, sizeof(owner), ":1.%d", i);
                 registry_remove_owner(r, owner);
@@ -507,6 +514,17 @@ static void settle(fx_t *f)
                         tc_sync(g_ptr_array_index(f->clients, i));
 }
 
+static DBusMessage *call_new_iface(const char *iface, const char *method, int first_type,
+                                   va_list ap)
+{
+        DBusMessage *m =
+            dbus_message_new_method_call(VFIIPC_BROKER_NAME, VFIIPC_BROKER_PATH, iface, method);
+
+        g_assert_nonnull(m);
+        g_assert_true(dbus_message_append_args_valist(m, first_type, ap));
+        return m;
+}
+
 static DBusMessage *call_new(const char *method, int first_type, va_list ap)
 {
         DBusMessage *m = dbus_message_new_method_call(VFIIPC_BROKER_NAME, VFIIPC_BROKER_PATH,
@@ -558,12 +576,58 @@ static void tc_send(tc_t *t, const char *method, int first_type, ...)
         dbus_message_unref(m);
 }
 
+/* io.vfiipc.Remote1, as the NFY gateway calls it for one TCP peer (protocol.h): fire and
+ * forget, or with a reply when reply is set (returns the error name or NULL). */
+static char *tc_remote(tc_t *t, bool reply, const char *method, int first_type, ...)
+{
+        DBusMessage *m, *r;
+        DBusError err;
+        va_list ap;
+        char *e = NULL;
+
+        va_start(ap, first_type);
+        m = call_new_iface(VFIIPC_REMOTE_INTERFACE, method, first_type, ap);
+        va_end(ap);
+        if (!reply) {
+                dbus_message_set_no_reply(m, TRUE);
+                g_assert_true(dbus_connection_send(t->c, m, NULL));
+                dbus_connection_flush(t->c);
+                dbus_message_unref(m);
+                return NULL;
+        }
+        dbus_error_init(&err);
+        r = dbus_connection_send_with_reply_and_block(t->c, m, CALL_TIMEOUT_MS, &err);
+        dbus_message_unref(m);
+        if (r)
+                dbus_message_unref(r);
+        else {
+                e = g_strdup(err.name);
+                dbus_error_free(&err);
+        }
+        tc_drain(t);
+        return e;
+}
+
+static void tc_remote_register(tc_t *t, const char *to, const char *id, int priority)
+{
+        dbus_int32_t p = priority;
+
+        tc_remote(t, false, "Register", S, &to, S, &id, DBUS_TYPE_INT32, &p, END);
+}
+
+static void tc_remote_notify(tc_t *t, const char *from, const char *to, const char *id,
+                             const char *json, dbus_uint32_t flags, dbus_uint64_t reference)
+{
+        tc_remote(t, false, "Notify", S, &from, S, &to, S, &id, S, &json, U, &flags,
+                  DBUS_TYPE_UINT64, &reference, END);
+}
+
 static void tc_register(tc_t *t, const char *to, const char *id, int priority)
 {
         dbus_int32_t p = priority;
         char *e = tc_call(t, "Register", S, &to, S, &id, DBUS_TYPE_INT32, &p, END);
 
-        g_assert_null(e);
+        g_assert_cmpstr(e, ==, NULL);
 }
 
 static void tc_observe(tc_t *t)
@@ -698,6 +762,45 @@ static void fx_teardown(fx_t *f, gconstpointer unused)
 }
 
 #define SERVER_TEST(path, fn) g_test_add(path, fx_t, NULL, fx_setup, fn, fx_teardown)
+
+/* A server with the whitelist below, so that it also runs the NFY gateway (on a free port that
+ * nobody connects to here: these tests play the gateway's part on the bus themselves). */
+static const char remote_config[] = "# test-broker remote rules\n"
+                                    "in  *     1   ext_*\n"
+                                    "in  kiosk *   evt_*\n"
+                                    "out *     *   ext_*\n"
+                                    "out *     *   evt_*\n";
+
+static int free_tcp_port(void)
+{
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t len = sizeof(sa);
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port;
+
+        g_assert_cmpint(fd, >=, 0);
+        g_assert_cmpint(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
+        g_assert_cmpint(getsockname(fd, (struct sockaddr *)&sa, &len), ==, 0);
+        port = ntohs(sa.sin_port);
+        close(fd);
+        return port;
+}
+
+static void fx_setup_remote(fx_t *f, gconstpointer unused)
+{
+        f->clients = g_ptr_array_new_with_free_func((GDestroyNotify)tc_free);
+        if (!g_getenv("VFIIPC_NOTIFYSVC") || !g_getenv("VFIIPC_NFY_GATEWAY")) {
+                f->skip = true;
+                g_test_skip("notifysvc or nfy-gateway not built");
+                return;
+        }
+        server_fixture_prepare(&f->srv);
+        f->srv.config = g_build_filename(f->srv.dir, "notify.cfg", NULL);
+        g_assert_true(g_file_set_contents(f->srv.config, remote_config, -1, NULL));
+        f->srv.nfy_port = free_tcp_port();
+        server_fixture_restart(&f->srv);
+}
+
+#define REMOTE_TEST(path, fn) g_test_add(path, fx_t, NULL, fx_setup_remote, fn, fx_teardown)
 #define NEEDS_SERVER(f)                                                                            \
         do {                                                                                       \
                 if ((f)->skip)                                                                     \
@@ -1432,6 +1535,313 @@ static void test_introspect_describes_broker(fx_t *f, gconstpointer unused)
         }
 }
 
+/* ---- remote peers (io.vfiipc.Remote1) ----------------------------------------------------- */
+
+/* CFG-4, CFG-6 (G-83): a remote notification enters only through an `in` rule (matched on to as
+ * written); one that does not is dropped without a unicast error. */
+static void test_remote_in_rules(fx_t *f, gconstpointer unused)
+{
+        NEEDS_SERVER(f);
+        tc_t *r = tc_new(f), *l = tc_new(f), *o = tc_new(f);
+        deliver_t d;
+        char *obs;
+
+        tc_register(l, "pos", "ext_beep", 0);
+        tc_register(l, "pos", "evt_door", 0);
+        tc_observe(o);
+        tc_remote_notify(r, "kiosk", "1", "ext_beep", "{\"count\":2}", 3, 0);
+        settle(f);
+        d = take_deliver(l);
+        g_assert_cmpstr(d.from, ==, "kiosk");
+        g_assert_cmpstr(d.to, ==, "1");
+        g_assert_cmpstr(d.json, ==, "{\"count\":2}");
+        g_assert_cmpuint(d.flags, ==, 3);
+        obs = take_observed(o, "kiosk", "ext_beep");
+        g_assert_cmpstr(obs, ==, "pos");
+        g_free(obs);
+
+        /* `in * 1 ext_*`: "*" and a name are other `to`s; evt_* only from kiosk. */
+        tc_remote_notify(r, "kiosk", "*", "ext_beep", "1", 0, 0);
+        tc_remote_notify(r, "kiosk", "pos", "ext_beep", "1", 0, 0);
+        tc_remote_notify(r, "other", "pos", "evt_door", "1", 0, 0);
+        tc_remote_notify(r, "kiosk", "1", "EXT_beep", "1", 0, 0);
+        tc_remote_notify(r, "kiosk", "1", "nope", "1", 0, 0); /* would be a unicast error */
+        settle(f);
+        assert_quiet(l);
+        assert_quiet(r);
+        assert_quiet(o); /* dropped before routing: nothing to observe */
+
+        tc_remote_notify(r, "kiosk", "pos", "evt_door", "true", 0, 0);
+        settle(f);
+        d = take_deliver(l);
+        g_assert_cmpstr(d.id, ==, "evt_door");
+}
+
+/* G-82: a remote registration that no out rule lets out is no candidate, so it never shadows
+ * a local one of lower priority; an allowed one competes normally. */
+static void test_remote_out_before_priority(fx_t *f, gconstpointer unused)
+{
+        NEEDS_SERVER(f);
+        tc_t *r = tc_new(f), *l = tc_new(f), *s = tc_new(f);
+        deliver_t d;
+
+        tc_remote_register(r, "x", "secret", 100);
+        tc_remote_register(r, "x", "ext_a", 100);
+        tc_register(l, "x", "secret", 0);
+        tc_register(l, "x", "ext_a", 0);
+        settle(f);
+        tc_notify(s, "app", "1", "secret", "1", 0);
+        tc_notify(s, "app", "x", "secret", "2", 0);
+        tc_notify(s, "app", "*", "secret", "3", 0);
+        settle(f);
+        g_assert_cmpuint(tc_count(l, "Deliver"), ==, 3);
+        assert_quiet(r);
+        g_assert_cmpuint(tc_count(s, "UnicastError"), ==, 0);
+
+        tc_notify(s, "app", "1", "ext_a", "4", 0);
+        settle(f);
+        d = take_deliver(r);
+        g_assert_cmpstr(d.json, ==, "4");
+        g_assert_cmpuint(d.ticket, !=, 0);
+}
+
+/* G-91, G-89: a broadcast reaches a remote connection once, however many of its registrations
+ * match, with a ticket; returned, it is dropped (no duplicate for anyone). */
+static void test_remote_broadcast_once_and_return_dropped(fx_t *f, gconstpointer unused)
+{
+        NEEDS_SERVER(f);
+        tc_t *r = tc_new(f), *l = tc_new(f), *s = tc_new(f);
+        deliver_t d;
+
+        tc_remote_register(r, "a", "ext_s", 0);
+        tc_remote_register(r, "b", "ext_s", 0);
+        tc_register(l, "pos", "ext_s", 0);
+        settle(f);
+        tc_notify(s, "app", "*", "ext_s", "[1]", 0);
+        settle(f);
+        g_assert_cmpuint(tc_count(r, "Deliver"), ==, 1);
+        g_assert_cmpuint(tc_count(l, "Deliver"), ==, 1);
+        d = take_deliver(r);
+        g_assert_cmpstr(d.to, ==, "*");
+        g_assert_cmpuint(d.ticket, !=, 0);
+        (void)take_deliver(l);
+
+        tc_remote_notify(r, d.from, d.to, d.id, d.json, d.flags, d.ticket);
+        settle(f);
+        assert_quiet(l);
+        assert_quiet(r);
+        assert_quiet(s);
+}
+
+/* NFYS-3, G-89: a unicast handed back with its reference goes to the next candidate (no `in`
+ * check: `in` has no rule for a named `to`), then the unicast error reaches the local sender. */
+static void test_remote_return_reroutes(fx_t *f, gconstpointer unused)
+{
+        NEEDS_SERVER(f);
+        tc_t *r = tc_new(f), *l = tc_new(f), *s = tc_new(f);
+        deliver_t d, d2;
+
+        tc_remote_register(r, "x", "ext_u", 10);
+        tc_register(l, "x", "ext_u", 0);
+        settle(f);
+        tc_notify(s, "app", "x", "ext_u", "{\"k\":1}", 5);
+        settle(f);
+        d = take_deliver(r);
+        assert_quiet(l);
+        /* A wrong reference is an ordinary new notification: `in` does not admit it. */
+        tc_remote_notify(r, d.from, d.to, d.id, d.json, d.flags, d.ticket + 1000);
+        settle(f);
+        assert_quiet(l);
+        tc_remote_notify(r, d.from, d.to, d.id, d.json, d.flags, d.ticket);
+        settle(f);
+        d2 = take_deliver(l);
+        g_assert_cmpstr(d2.from, ==, "app");
+        g_assert_cmpstr(d2.json, ==, "{\"k\":1}");
+        g_assert_cmpuint(d2.flags, ==, 5);
+
+        tc_bounce(l, d2.from, d2.to, d2.id, d2.json, d2.flags, d2.ticket);
+        settle(f);
+        g_assert_cmpuint(tc_count(s, "UnicastError"), ==, 1);
+        assert_quiet(r); /* tried already */
+}
+
+/* A remote peer's unicast that nobody takes: UnicastError to its connection (DLV-9). */
+static void test_remote_unicast_error(fx_t *f, gconstpointer unused)
+{
+        NEEDS_SERVER(f);
+        tc_t *r = tc_new(f);
+        DBusMessage *m;
+        const char *from, *to, *id, *json;
+        dbus_uint32_t flags;
+
+        tc_remote_notify(r, "kiosk", "1", "ext_none", "{\"a\":[]}", 7, 0);
+        settle(f);
+        m = tc_take(r, "UnicastError");
+        g_assert_nonnull(m);
+        g_assert_true(
+            dbus_message_get_args(m, NULL, S, &from, S, &to, S, &id, S, &json, U, &flags, END));
+        g_assert_cmpstr(from, ==, "kiosk");
+        g_assert_cmpstr(to, ==, "1");
+        g_assert_cmpstr(id, ==, "ext_none");
+        g_assert_cmpstr(json, ==, "{\"a\":[]}");
+        g_assert_cmpuint(flags, ==, 7);
+}
+
+/* LIM-1, G-87: 256 registrations over all remote connections; replacing at the limit is fine;
+ * unregistering and disconnecting free slots; local registrations do not count. */
+static void test_remote_registration_cap(fx_t *f, gconstpointer unused)
+{
+        NEEDS_SERVER(f);
+        tc_t *r1 = tc_new(f), *r2 = tc_new(f), *l = tc_new(f), *s = tc_new(f);
+        char id[32];
+        guint n = 0;
+
+        for (unsigned i = 0; i < 200; i++) {
+                snprintf(id, sizeof(id), "ext_%u", i);
+                tc_remote_register(r1, "x", id, 0);
+        }
+        settle(f); /* r1's first: the order between two connections is not defined */
+        for (unsigned i = 200; i < 300; i++) {
+                snprintf(id, sizeof(id), "ext_%u", i);
+                tc_remote_register(r2, "x", id, 0);
+        }
+        tc_register(l, "x", "ext_299", 0);
+        settle(f);
+        for (unsigned i = 0; i < 300; i++) {
+                snprintf(id, sizeof(id), "ext_%u", i);
+                tc_notify(s, "app", "*", id, "0", 0);
+        }
+        settle(f);
+        n = tc_count(r1, "Deliver") + tc_count(r2, "Deliver");
+        g_assert_cmpuint(n, ==, VFIIPC_REMOTE_REGISTRATIONS_MAX);
+        g_assert_cmpuint(tc_count(r1, "Deliver"), ==, 200);
+        g_assert_cmpuint(tc_count(l, "Deliver"), ==, 1);
+
+        /* Replacing (priority) at the limit is accepted: r2's ext_200 now beats l for "1". */
+        tc_register(l, "x", "ext_200", 50);
+        tc_remote_register(r2, "x", "ext_200", 99);
+        /* A new one is not: ext_299 stays local only. */
+        tc_remote_register(r2, "x", "ext_299", 99);
+        settle(f);
+        g_queue_clear_full(&r2->queue, (GDestroyNotify)dbus_message_unref);
+        g_queue_clear_full(&l->queue, (GDestroyNotify)dbus_message_unref);
+        tc_notify(s, "app", "1", "ext_200", "1", 0);
+        tc_notify(s, "app", "1", "ext_299", "2", 0);
+        settle(f);
+        g_assert_cmpuint(tc_count(r2, "Deliver"), ==, 1);
+        g_assert_cmpuint(tc_count(l, "Deliver"), ==, 1);
+
+        /* Closing r1 frees its 200 slots at once. */
+        tc_disconnect(f, r1, s);
+        tc_remote_register(r2, "x", "ext_299", 99);
+        settle(f);
+        g_queue_clear_full(&r2->queue, (GDestroyNotify)dbus_message_unref);
+        g_queue_clear_full(&l->queue, (GDestroyNotify)dbus_message_unref);
+        tc_notify(s, "app", "1", "ext_299", "3", 0);
+        settle(f);
+        g_assert_cmpuint(tc_count(r2, "Deliver"), ==, 1);
+        assert_quiet(l);
+}
+
+/* LIM-3, DLV-8: once remote, a connection gets no Broker1 (no observing, no unchecked Notify);
+ * a local connection with registrations cannot turn remote. */
+static void test_remote_connection_confined(fx_t *f, gconstpointer unused)
+{
+        NEEDS_SERVER(f);
+        tc_t *r = tc_new(f), *l = tc_new(f);
+        const char *to = "x", *id = "ext_q";
+        dbus_int32_t p = 0;
+
+        assert_error(tc_remote(r, true, "Register", S, &to, S, &id, DBUS_TYPE_INT32, &p, END),
+                     NULL);
+        assert_error(tc_call(r, "AddObserver", END), VFIIPC_ERROR_ACCESS_DENIED);
+        assert_error(tc_call(r, "Register", S, &to, S, &id, DBUS_TYPE_INT32, &p, END),
+                     VFIIPC_ERROR_ACCESS_DENIED);
+        tc_register(l, "y", "ext_q", 0);
+        assert_error(tc_remote(l, true, "Register", S, &to, S, &id, DBUS_TYPE_INT32, &p, END),
+                     VFIIPC_ERROR_ACCESS_DENIED);
+        to = "*";
+        assert_error(tc_remote(r, true, "Register", S, &to, S, &id, DBUS_TYPE_INT32, &p, END),
+                     VFIIPC_ERROR_INVALID_ARGS);
+}
+
+/* The generated bus policy (root only: the gateway's principal is another user, here the test
+ * environment's VFIIPC_GATEWAY_USER): that user may connect and call Remote1, but not own a
+ * name, observe, monitor, or call Broker1. Checked by dbus-daemon, not by the broker. */
+static void test_remote_policy_confines_gateway_user(fx_t *f, gconstpointer unused)
+{
+        NEEDS_SERVER(f);
+        const char *user = g_getenv("VFIIPC_GATEWAY_USER");
+        struct passwd *pw;
+        int status;
+        pid_t pid;
+
+        if (geteuid() != 0 || !user || !(pw = getpwnam(user))) {
+                g_test_skip("needs root and VFIIPC_GATEWAY_USER");
+                return;
+        }
+        pid = fork();
+        g_assert_cmpint(pid, >=, 0);
+        if (pid == 0) {
+                DBusError err = DBUS_ERROR_INIT;
+                DBusConnection *c;
+                DBusMessage *m, *reply;
+                const char *to = "x", *id = "ext_p", *name = "io.vfiipc.Squat";
+                dbus_int32_t p = 0;
+                int bad = 0;
+
+                if (setgid(pw->pw_gid) < 0 || setgroups(0, NULL) < 0 || setuid(pw->pw_uid) < 0)
+                        _exit(100);
+                c = dbus_connection_open_private(f->srv.address, &err);
+                if (!c || !dbus_bus_register(c, &err))
+                        _exit(101);
+                /* Allowed: Remote1.Register (with a reply here, to see the broker's answer). */
+                m = dbus_message_new_method_call(VFIIPC_BROKER_NAME, VFIIPC_BROKER_PATH,
+                                                 VFIIPC_REMOTE_INTERFACE, "Register");
+                dbus_message_append_args(m, S, &to, S, &id, DBUS_TYPE_INT32, &p, END);
+                reply = dbus_connection_send_with_reply_and_block(c, m, CALL_TIMEOUT_MS, &err);
+                bad |= reply ? 0 : 1;
+                if (reply)
+                        dbus_message_unref(reply);
+                dbus_error_free(&err);
+                dbus_message_unref(m);
+                /* Denied by the bus itself. */
+                m = dbus_message_new_method_call(VFIIPC_BROKER_NAME, VFIIPC_BROKER_PATH,
+                                                 VFIIPC_BROKER_INTERFACE, "AddObserver");
+                reply = dbus_connection_send_with_reply_and_block(c, m, CALL_TIMEOUT_MS, &err);
+                bad |= !reply && dbus_error_has_name(&err, DBUS_ERROR_ACCESS_DENIED) ? 0 : 2;
+                if (reply)
+                        dbus_message_unref(reply);
+                dbus_error_free(&err);
+                dbus_message_unref(m);
+                bad |= dbus_bus_request_name(c, name, 0, &err) < 0 &&
+                               dbus_error_has_name(&err, DBUS_ERROR_ACCESS_DENIED)
+                           ? 0
+                           : 4;
+                dbus_error_free(&err);
+                m = dbus_message_new_method_call(DBUS_SERVICE_DBUS, DBUS_PATH_DBUS,
+                                                 DBUS_INTERFACE_MONITORING, "BecomeMonitor");
+                {
+                        DBusMessageIter it, arr;
+                        dbus_uint32_t zero = 0;
+                        dbus_message_iter_init_append(m, &it);
+                        dbus_message_iter_open_container(&it, DBUS_TYPE_ARRAY, "s", &arr);
+                        dbus_message_iter_close_container(&it, &arr);
+                        dbus_message_iter_append_basic(&it, DBUS_TYPE_UINT32, &zero);
+                }
+                reply = dbus_connection_send_with_reply_and_block(c, m, CALL_TIMEOUT_MS, &err);
+                bad |= reply ? 8 : 0;
+                if (reply)
+                        dbus_message_unref(reply);
+                dbus_error_free(&err);
+                dbus_message_unref(m);
+                _exit(bad);
+        }
+        g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+        g_assert_true(WIFEXITED(status));
+        g_assert_cmpint(WEXITSTATUS(status), ==, 0);
+}
+
 int main(int argc, char **argv)
 {
         g_test_init(&argc, &argv, NULL);
@@ -1498,5 +1908,15 @@ int main(int argc, char **argv)
         SERVER_TEST("/broker/input/registration-limit-per-connection",
                     test_registration_limit_per_connection);
         SERVER_TEST("/broker/introspect/describes-broker", test_introspect_describes_broker);
+        REMOTE_TEST("/broker/remote/in-rules", test_remote_in_rules);
+        REMOTE_TEST("/broker/remote/out-before-priority", test_remote_out_before_priority);
+        REMOTE_TEST("/broker/remote/broadcast-once-and-return-dropped",
+                    test_remote_broadcast_once_and_return_dropped);
+        REMOTE_TEST("/broker/remote/return-reroutes", test_remote_return_reroutes);
+        REMOTE_TEST("/broker/remote/unicast-error", test_remote_unicast_error);
+        REMOTE_TEST("/broker/remote/registration-cap", test_remote_registration_cap);
+        REMOTE_TEST("/broker/remote/connection-confined", test_remote_connection_confined);
+        REMOTE_TEST("/broker/remote/policy-confines-gateway-user",
+                    test_remote_policy_confines_gateway_user);
         return g_test_run();
 }

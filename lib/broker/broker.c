@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <glib.h>
 
@@ -51,6 +52,10 @@ static const char introspect_broker[] = INTROSPECT_DOCTYPE
     "   <arg name=\"id\" type=\"s\" direction=\"in\"/>\n"
     "   <arg name=\"json\" type=\"s\" direction=\"in\"/>\n"
     "   <arg name=\"flags\" type=\"u\" direction=\"in\"/>\n"
+    "   <annotation name=\"org.freedesktop.DBus.Method.NoReply\" value=\"true\"/>\n"
+    "  </method>\n"
+    "  <method name=\"Ack\">\n"
+    "   <arg name=\"count\" type=\"u\" direction=\"in\"/>\n"
     "   <annotation name=\"org.freedesktop.DBus.Method.NoReply\" value=\"true\"/>\n"
     "  </method>\n"
     "  <method name=\"AddObserver\"/>\n"
@@ -109,6 +114,29 @@ static const struct parent_node {
     {"/io/vfiipc", INTROSPECT_DOCTYPE "<node>\n <node name=\"Broker1\"/>\n</node>\n"},
 };
 
+/* A unicast sent and not acknowledged yet: re-routed if its receiver ends (protocol.h, Ack). */
+typedef struct sent_copy {
+        uint64_t ticket;
+        char *from, *to, *id, *json; /* one allocation with the struct */
+        dbus_uint32_t flags;
+} sent_copy_t;
+
+/* One signal sent to an accounted connection and not acknowledged yet. */
+typedef struct sent {
+        size_t size;       /* approximately its bytes on the bus */
+        sent_copy_t *copy; /* unicasts only */
+} sent_t;
+
+/* The unacknowledged signals of one connection, oldest first: a growable ring. */
+typedef struct backlog {
+        sent_t *v;
+        size_t cap, head, len;
+        size_t bytes;
+        int64_t progress_ms; /* since then nothing was acknowledged while len > 0 */
+        uint64_t dropped;    /* signals not sent to it while it was stalled */
+        bool stalled;        /* logged as stalled */
+} backlog_t;
+
 /* One client connection, by unique name, as far as the broker needs more than registrations:
  * its observer flag, the unicasts it may still bounce, and (as submitter) being referred to
  * by other connections' tickets after it is gone. */
@@ -117,6 +145,8 @@ typedef struct peer {
         char *name;
         bool gone;     /* its name was released: no unicast error can reach it */
         bool observer; /* AddObserver() */
+        bool flow;     /* sent Ack: its signals are accounted (backlog) */
+        backlog_t backlog;
         bool remote;   /* called Remote1: an NFY peer's connection, for good (protocol.h) */
         bool cap_logged;       /* G-87: the 256 cap is logged once per connection */
         uint64_t bcast_mark;   /* the last broadcast it was sent (G-91: one per connection) */
@@ -131,6 +161,7 @@ struct broker {
         GPtrArray *observers; /* peer_t, no reference: they leave before the peer does */
         uint64_t ticket;      /* the last ticket handed out */
         uint64_t bcast;       /* the last broadcast's serial (peer_t.bcast_mark) */
+        int64_t now_ms;       /* the clock for stall checks, read once per message handled */
         size_t n_remote_regs; /* registrations of remote connections (LIM-1, G-87) */
         wire_t wire;          /* the signals' buffer */
         bool filter_added, match_added, path_registered;
@@ -162,6 +193,109 @@ _printf_(3, 4) static int refuse(refusal_t *x, const char *error, const char *fm
 
 /* ---- peers -------------------------------------------------------------------------------- */
 
+/* ---- flow accounting (protocol.h, Ack; G-93) ------------------------------------------------ */
+
+static int64_t clock_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void backlog_pop(backlog_t *q, sent_t *ret)
+{
+        *ret = q->v[q->head];
+        q->head = (q->head + 1) % q->cap;
+        q->len--;
+        q->bytes -= ret->size;
+}
+
+static void backlog_clear(backlog_t *q)
+{
+        sent_t e;
+
+        while (q->len) {
+                backlog_pop(q, &e);
+                free(e.copy);
+        }
+        free(q->v);
+        *q = (backlog_t){0};
+}
+
+/* copy is taken over (also on failure). -ENOMEM: not accounted (logged by the caller). */
+static int backlog_push(backlog_t *q, size_t size, sent_copy_t *copy, int64_t now)
+{
+        if (q->len == q->cap) {
+                size_t cap = q->cap ? q->cap * 2 : 64;
+                sent_t *v = malloc(cap * sizeof(*v));
+
+                if (!v) {
+                        free(copy);
+                        return -ENOMEM;
+                }
+                for (size_t i = 0; i < q->len; i++)
+                        v[i] = q->v[(q->head + i) % q->cap];
+                free(q->v);
+                q->v = v;
+                q->cap = cap;
+                q->head = 0;
+        }
+        if (q->len == 0)
+                q->progress_ms = now; /* a backlog starts: the stall clock starts */
+        q->v[(q->head + q->len) % q->cap] = (sent_t){.size = size, .copy = copy};
+        q->len++;
+        q->bytes += size;
+        return 0;
+}
+
+/* Stalled: it has unacknowledged signals and has acknowledged none for VFIIPC_STALL_MS, or its
+ * backlog is above VFIIPC_BACKLOG_BYTES_MAX (protocol.h). Logged once per episode. */
+static bool peer_stalled(peer_t *p, int64_t now)
+{
+        backlog_t *q = &p->backlog;
+
+        if (!p->flow || q->len == 0)
+                return false;
+        if (now - q->progress_ms <= VFIIPC_STALL_MS && q->bytes <= VFIIPC_BACKLOG_BYTES_MAX)
+                return false;
+        if (!q->stalled) {
+                q->stalled = true;
+                nfy_log(LOG_WARNING,
+                        "%s is stalled (%zu signals, %zu bytes unacknowledged for %lld ms): it "
+                        "gets no unicasts (next receiver or unicast error) and its broadcasts, "
+                        "observations and unicast errors are dropped until it reads again",
+                        p->name, q->len, q->bytes, (long long)(now - q->progress_ms));
+        }
+        return true;
+}
+
+static size_t signal_size(const char *a, const char *b, const char *c, const char *json)
+{
+        /* Header and fixed fields of the Client1 signals are well under 256 bytes. */
+        return 256 + strlen(a) + strlen(b) + strlen(c) + (json ? strlen(json) : 0);
+}
+
+static sent_copy_t *sent_copy_new(uint64_t ticket, const char *from, const char *to,
+                                  const char *id, const char *json, dbus_uint32_t flags)
+{
+        size_t lf = strlen(from) + 1, lt = strlen(to) + 1, li = strlen(id) + 1,
+               lj = strlen(json) + 1;
+        sent_copy_t *c = malloc(sizeof(*c) + lf + lt + li + lj);
+        char *p;
+
+        if (!c)
+                return NULL;
+        p = (char *)(c + 1);
+        c->ticket = ticket;
+        c->flags = flags;
+        c->from = memcpy(p, from, lf);
+        c->to = memcpy(p += lf, to, lt);
+        c->id = memcpy(p += lt, id, li);
+        c->json = memcpy(p + li, json, lj);
+        return c;
+}
+
 static peer_t *peer_ref(peer_t *p)
 {
         p->n_ref++;
@@ -175,6 +309,7 @@ static void peer_unref(void *data)
         if (!p || --p->n_ref > 0)
                 return;
         pending_ring_clear(&p->pending);
+        backlog_clear(&p->backlog);
         free(p->name);
         free(p);
 }
@@ -201,13 +336,19 @@ static peer_t *peer_get(broker_t *b, const char *name)
         return p;
 }
 
-/* REGS-3: a connection ended; its registrations, observer flag and tickets go with it. */
+static void broker_reroute(broker_t *b, peer_t *self, const sent_copy_t *c);
+
+/* REGS-3: a connection ended; its registrations, observer flag and tickets go with it, and the
+ * unicasts it had not acknowledged go on to the next receiver or become unicast errors. */
 static void broker_forget(broker_t *b, const char *name)
 {
         size_t n = registry_remove_owner(b->registry, name);
         peer_t *p = g_hash_table_lookup(b->peers, name);
 
         if (p) {
+                sent_t e;
+                size_t k = 0;
+
                 if (p->remote)
                         b->n_remote_regs -= n; /* NFYS-5, G-87: the slots are free again */
                 g_hash_table_steal(b->peers, name);
@@ -215,6 +356,18 @@ static void broker_forget(broker_t *b, const char *name)
                 if (p->observer)
                         g_ptr_array_remove(b->observers, p);
                 p->observer = false;
+                b->now_ms = clock_ms();
+                while (p->backlog.len) {
+                        backlog_pop(&p->backlog, &e);
+                        if (e.copy) {
+                                broker_reroute(b, p, e.copy);
+                                free(e.copy);
+                                k++;
+                        }
+                }
+                if (k)
+                        nfy_log(LOG_NOTICE, "%s ended with %zu unicast(s) unacknowledged: re-routed",
+                                name, k);
                 /* Its tickets may hold references to p itself (it sent to itself). */
                 pending_ring_clear(&p->pending);
                 peer_unref(p);
@@ -237,9 +390,32 @@ static void signal_send(broker_t *b, DBusMessage *s, const char *member, const c
         dbus_message_unref(s);
 }
 
-/* DLV-5: `to` as addressed; receiver says which of the connection's registrations it is for. */
-static void broker_deliver(broker_t *b, const registration_t *reg, const note_t *n, uint64_t ticket)
+/* Accounts a signal about to be sent to p (protocol.h, Ack); copy: a unicast's, taken over. */
+static void peer_account(broker_t *b, peer_t *p, size_t size, sent_copy_t *copy)
 {
+        if (p && p->flow && backlog_push(&p->backlog, size, copy, b->now_ms) < 0)
+                nfy_log(LOG_ERR, "out of memory: a signal to %s is not accounted", p->name);
+        else if (!p || !p->flow)
+                free(copy);
+}
+
+/* DLV-5: `to` as addressed; receiver says which of the connection's registrations it is for.
+ * rp: the receiver's peer when known (NULL: looked up). */
+static void broker_deliver(broker_t *b, peer_t *rp, const registration_t *reg, const note_t *n,
+                           uint64_t ticket)
+{
+        if (!rp)
+                rp = g_hash_table_lookup(b->peers, reg->owner);
+        if (rp && rp->flow) {
+                sent_copy_t *copy = NULL;
+
+                /* A unicast is kept until acknowledged, to re-route it if rp ends first. */
+                if (ticket && !(copy = sent_copy_new(ticket, n->from, n->to, n->id, n->json,
+                                                     n->flags)))
+                        nfy_log(LOG_ERR, "out of memory: '%s' to %s cannot be re-routed", n->id,
+                                reg->owner);
+                peer_account(b, rp, signal_size(n->from, n->to, n->id, n->json), copy);
+        }
         signal_send(b,
                     wire_deliver(&b->wire, reg->owner, n->from, n->to, n->id, n->json, n->flags,
                                  reg->receiver, ticket),
@@ -250,8 +426,13 @@ static void broker_deliver(broker_t *b, const registration_t *reg, const note_t 
 static void broker_observe(broker_t *b, const note_t *n, const char *receiver)
 {
         for (guint i = 0; i < b->observers->len; i++) {
-                const peer_t *o = g_ptr_array_index(b->observers, i);
+                peer_t *o = g_ptr_array_index(b->observers, i);
 
+                if (peer_stalled(o, b->now_ms)) {
+                        o->backlog.dropped++;
+                        continue;
+                }
+                peer_account(b, o, signal_size(n->from, receiver, n->id, NULL), NULL);
                 signal_send(b, wire_observed(&b->wire, o->name, n->from, receiver, n->id, n->flags),
                             "Observed", o->name);
         }
@@ -260,6 +441,13 @@ static void broker_observe(broker_t *b, const note_t *n, const char *receiver)
 /* DLV-9, DLV-10: the notification unchanged, to the connection that submitted it. */
 static void broker_unicast_error(broker_t *b, const char *submitter, const note_t *n)
 {
+        peer_t *p = g_hash_table_lookup(b->peers, submitter);
+
+        if (p && peer_stalled(p, b->now_ms)) {
+                p->backlog.dropped++;
+                return;
+        }
+        peer_account(b, p, signal_size(n->from, n->to, n->id, n->json), NULL);
         signal_send(
             b, wire_unicast_error(&b->wire, submitter, n->from, n->to, n->id, n->json, n->flags),
             "UnicastError", submitter);
@@ -270,11 +458,11 @@ static void broker_unicast_error(broker_t *b, const char *submitter, const note_
 /* A ticket in the receiver's ring that remembers the submitter and every registration tried
  * so far, reg included (DLV-13). 0 when none could be kept: the delivery still goes out, it
  * just cannot be bounced. */
-static uint64_t broker_ticket_issue(broker_t *b, const registration_t *reg, peer_t *submitter,
-                                    const note_t *n, const uint64_t *tried, uint32_t n_tried)
+static uint64_t broker_ticket_issue(broker_t *b, peer_t *rp, const registration_t *reg,
+                                    peer_t *submitter, const note_t *n, const uint64_t *tried,
+                                    uint32_t n_tried)
 {
         uint64_t all[VFIIPC_BOUNCE_TRIES_MAX];
-        peer_t *rp = peer_get(b, reg->owner);
 
         /* broker_unicast() picks only while n_tried < VFIIPC_BOUNCE_TRIES_MAX. */
         g_assert(n_tried < VFIIPC_BOUNCE_TRIES_MAX);
@@ -315,19 +503,22 @@ static void broker_broadcast(broker_t *b, const char *sender, const note_t *n)
         int out = -1;
 
         for (reg = registry_first(b->registry, n->id); reg; reg = registry_next(reg)) {
+                peer_t *rp = g_hash_table_lookup(b->peers, reg->owner);
                 uint64_t ticket = 0;
 
+                if (rp && peer_stalled(rp, b->now_ms)) {
+                        rp->backlog.dropped++; /* G-93: counted, logged on recovery */
+                        continue;
+                }
                 if (reg->remote) {
-                        peer_t *rp = g_hash_table_lookup(b->peers, reg->owner);
-
                         if (!rp || rp->bcast_mark == mark || !broker_out_allowed(b, n, &out))
                                 continue;
                         rp->bcast_mark = mark;
                         if (!submitter)
                                 submitter = peer_get(b, sender);
-                        ticket = broker_ticket_issue(b, reg, submitter, n, NULL, 0);
+                        ticket = broker_ticket_issue(b, rp, reg, submitter, n, NULL, 0);
                 }
-                broker_deliver(b, reg, n, ticket);
+                broker_deliver(b, rp, reg, n, ticket);
                 broker_observe(b, n, reg->receiver);
                 k++;
         }
@@ -339,19 +530,36 @@ static void broker_broadcast(broker_t *b, const char *sender, const note_t *n)
 /* DLV-2, DLV-3, DLV-9, DLV-13: the best registration not tried yet, or the unicast error.
  * submitter is the submitting connection's name (NULL: gone, no error can reach it);
  * submitter_peer its peer when known already (a bounce), else looked up on delivery. */
+typedef struct pick {
+        broker_t *b;
+        const note_t *n;
+        int out;
+} pick_t;
+
+/* Who is no candidate for a unicast: a remote registration that no out rule lets out (G-82:
+ * before the priority choice, so it never shadows an allowed local one), and a stalled
+ * receiver (G-93: the next one gets it, or the sender the unicast error). */
+static bool pick_skip(const registration_t *reg, void *data)
+{
+        pick_t *k = data;
+        peer_t *p;
+
+        if (reg->remote && !broker_out_allowed(k->b, k->n, &k->out))
+                return true;
+        p = g_hash_table_lookup(k->b->peers, reg->owner);
+        return p && peer_stalled(p, k->b->now_ms);
+}
+
 static void broker_unicast(broker_t *b, const char *submitter, peer_t *submitter_peer,
                            const note_t *n, const uint64_t *tried, uint32_t n_tried)
 {
         const registration_t *reg = NULL;
+        pick_t k = {.b = b, .n = n, .out = -1};
         uint64_t ticket;
-        int out = -1;
-        bool local_only;
+        peer_t *rp;
 
-        /* G-82: remote registrations that no out rule lets out are no candidates, so they
-         * never shadow an allowed local one; asked only while remote registrations exist. */
-        local_only = b->n_remote_regs > 0 && !broker_out_allowed(b, n, &out);
         if (n_tried < VFIIPC_BOUNCE_TRIES_MAX)
-                reg = registry_pick(b->registry, n->id, n->to, tried, n_tried, local_only);
+                reg = registry_pick(b->registry, n->id, n->to, tried, n_tried, pick_skip, &k);
         if (!reg) {
                 if (submitter)
                         broker_unicast_error(b, submitter, n);
@@ -362,8 +570,9 @@ static void broker_unicast(broker_t *b, const char *submitter, peer_t *submitter
         }
         if (!submitter_peer)
                 submitter_peer = peer_get(b, submitter);
-        ticket = broker_ticket_issue(b, reg, submitter_peer, n, tried, n_tried);
-        broker_deliver(b, reg, n, ticket);
+        rp = peer_get(b, reg->owner);
+        ticket = rp ? broker_ticket_issue(b, rp, reg, submitter_peer, n, tried, n_tried) : 0;
+        broker_deliver(b, rp, reg, n, ticket);
         broker_observe(b, n, reg->receiver);
         nfy_log(LOG_DEBUG,
                 "'%s' from '%s' to '%s': 1 receiver (%s, priority %d, ticket %" PRIu64 ")", n->id,
@@ -434,7 +643,8 @@ static int method_notify(broker_t *b, DBusMessage *m, const char *sender, refusa
 
 /* A delivery handed back (DLV-12, DLV-13, G-89): 1 when ticket is one self was handed for this
  * very content and it was re-routed (or, for a broadcast, dropped); 0 when it matches nothing
- * (the caller decides: a client's is dropped, a remote peer's is a new notification). */
+ * (the caller decides: a client's is dropped, a remote peer's is a new notification). sender
+ * NULL: self ended without acknowledging it (broker_reroute). */
 static int broker_return(broker_t *b, peer_t *self, const char *sender, const note_t *n,
                          uint64_t ticket)
 {
@@ -447,7 +657,13 @@ static int broker_return(broker_t *b, peer_t *self, const char *sender, const no
                 return 0;
         pending_ring_take(&self->pending, p, &e);
         submitter = e.submitter;
-        if (streq(n->to, "*")) {
+        if (!sender) {
+                /* Its receiver ended before acknowledging it (protocol.h, Ack). */
+                nfy_log(LOG_DEBUG, "'%s' (ticket %" PRIu64 ") re-routed from %s", n->id, ticket,
+                        self->name);
+                broker_unicast(b, submitter->gone ? NULL : submitter->name, submitter, n,
+                               pending_tried(&e), e.n_tried);
+        } else if (streq(n->to, "*")) {
                 /* G-89: a returned broadcast is dropped; everyone else had it already. */
                 nfy_log(LOG_DEBUG, "%s returned broadcast '%s' (ticket %" PRIu64 "): dropped",
                         sender, n->id, ticket);
@@ -464,6 +680,14 @@ static int broker_return(broker_t *b, peer_t *self, const char *sender, const no
                 free(e.tried_many);
         peer_unref(submitter);
         return 1;
+}
+
+/* A unicast its receiver had not acknowledged when it ended: as if bounced (DLV-13). */
+static void broker_reroute(broker_t *b, peer_t *self, const sent_copy_t *c)
+{
+        note_t n = {.from = c->from, .to = c->to, .id = c->id, .json = c->json, .flags = c->flags};
+
+        (void)broker_return(b, self, NULL, &n, c->ticket);
 }
 
 static int method_bounce(broker_t *b, DBusMessage *m, const char *sender, refusal_t *x)
@@ -525,6 +749,38 @@ static int method_unregister(broker_t *b, DBusMessage *m, const char *sender, re
                 return r;
         if (registry_remove(b->registry, sender, to, id) > 0)
                 nfy_log(LOG_INFO, "%s unregistered '%s' for '%s'", sender, id, to);
+        return 0;
+}
+
+/* protocol.h, Ack: the connection took count more signals off the bus. */
+static int method_ack(broker_t *b, DBusMessage *m, const char *sender, refusal_t *x)
+{
+        dbus_uint32_t count;
+        peer_t *p;
+        sent_t e;
+        size_t k = 0;
+
+        if (!dbus_message_get_args(m, NULL, DBUS_TYPE_UINT32, &count, DBUS_TYPE_INVALID))
+                return refuse(x, VFIIPC_ERROR_INVALID_ARGS, "malformed arguments");
+        p = peer_get(b, sender);
+        if (!p)
+                return -ENOMEM;
+        p->flow = true;
+        /* More than it was sent (a confused client) acknowledges everything, nothing more. */
+        for (; k < count && p->backlog.len; k++) {
+                backlog_pop(&p->backlog, &e);
+                free(e.copy);
+        }
+        if (k || !p->backlog.len)
+                p->backlog.progress_ms = b->now_ms;
+        if (k && p->backlog.stalled) {
+                nfy_log(LOG_WARNING,
+                        "%s reads again; %" PRIu64 " signal(s) to it were dropped while it was "
+                        "stalled",
+                        sender, p->backlog.dropped);
+                p->backlog.stalled = false;
+                p->backlog.dropped = 0;
+        }
         return 0;
 }
 
@@ -672,6 +928,7 @@ static const struct method methods[] = {
     {"Bounce", "ssssut", method_bounce},
     {"Register", "ssi", method_register},
     {"Unregister", "ss", method_unregister},
+    {"Ack", "u", method_ack},
     {"AddObserver", "", method_add_observer},
     {"RemoveObserver", "", method_remove_observer},
 };
@@ -790,6 +1047,7 @@ static DBusHandlerResult broker_message(DBusConnection *c, DBusMessage *m, void 
         sender = dbus_message_get_sender(m);
         if (!member || !sender)
                 return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
+        b->now_ms = clock_ms();
 
         h = method_find(iface, member, &remote);
         if (h && !remote) {

@@ -377,7 +377,8 @@ static bool excluded(uint64_t seq, const uint64_t *exclude, size_t n)
 }
 
 const registration_t *registry_pick(const registry_t *r, const char *id, const char *to,
-                                    const uint64_t *exclude, size_t n_exclude, bool local_only)
+                                    const uint64_t *exclude, size_t n_exclude,
+                                    registry_skip_fn skip, void *data)
 {
         const GQueue *q;
         bool any = streq(to, "1");
@@ -395,7 +396,7 @@ const registration_t *registry_pick(const registry_t *r, const char *id, const c
         /* The lists are sorted, so the first candidate not tried yet is the choice. */
         for (const GList *l = q->head; l; l = l->next) {
                 const struct reg *g = l->data;
-                if (!(local_only && g->pub.remote) && !excluded(g->pub.seq, exclude, n_exclude))
+                if (!excluded(g->pub.seq, exclude, n_exclude) && !(skip && skip(&g->pub, data)))
                         return &g->pub;
         }
         return NULL;

@@ -54,11 +54,13 @@ size_t registry_remove_owner(registry_t *r, const char *owner);
 
 /* The unicast choice (DLV-2, DLV-3): to "1" → among all registrations of id, else among those
  * with receiver == to; highest priority, newest first; registrations whose seq is in
- * exclude[0..n_exclude) are skipped (bounces, DLV-13), and remote ones when local_only (no
- * `out` rule lets the notification out: filtered before the choice, G-82). NULL when there is
- * no candidate. */
+ * exclude[0..n_exclude) are skipped (bounces, DLV-13), and those for which skip (may be NULL)
+ * says so: the broker filters remote registrations no `out` rule lets out (before the choice,
+ * G-82) and stalled receivers (G-93). NULL when there is no candidate. */
+typedef bool (*registry_skip_fn)(const registration_t *reg, void *data);
 const registration_t *registry_pick(const registry_t *r, const char *id, const char *to,
-                                    const uint64_t *exclude, size_t n_exclude, bool local_only);
+                                    const uint64_t *exclude, size_t n_exclude,
+                                    registry_skip_fn skip, void *data);
 
 /* Broadcast iteration (DLV-1, DLV-4): every registration of id, in priority order.
  *   for (reg = registry_first(r, id); reg; reg = registry_next(reg)) …

@@ -27,7 +27,17 @@ struct bus_loop {
         pthread_mutex_t lock; /* guards watches and timers; never held across libdbus calls */
         GPtrArray *watches;   /* DBusWatch * */
         GArray *timers;       /* struct timer */
+        bus_loop_idle_fn idle; /* loop thread only */
+        void *idle_data;
 };
+
+void bus_loop_set_idle(bus_loop_t *l, bus_loop_idle_fn fn, void *data)
+{
+        if (!l)
+                return;
+        l->idle = fn;
+        l->idle_data = data;
+}
 
 static int64_t now_ms(void)
 {
@@ -195,7 +205,7 @@ int bus_loop_run(bus_loop_t *l)
         for (;;) {
                 struct pollfd fds[2];
                 unsigned n = 1;
-                int64_t next = -1, t;
+                int64_t next = -1, t, idle_due = -1;
                 int fd = -1;
                 bool want_read = false;
                 int r;
@@ -208,6 +218,12 @@ int bus_loop_run(bus_loop_t *l)
                 if (!dbus_connection_get_is_connected(l->conn) &&
                     dbus_connection_get_dispatch_status(l->conn) == DBUS_DISPATCH_COMPLETE)
                         return -ECONNRESET;
+
+                if (l->idle) {
+                        int ms = l->idle(l->idle_data);
+                        if (ms >= 0)
+                                idle_due = now_ms() + ms;
+                }
 
                 /* Messages other threads queued but could not write (libdbus woke us). */
                 if (dbus_connection_has_messages_to_send(l->conn))
@@ -231,6 +247,8 @@ int bus_loop_run(bus_loop_t *l)
                                 next = tm->due_ms;
                 }
                 pthread_mutex_unlock(&l->lock);
+                if (idle_due >= 0 && (next < 0 || idle_due < next))
+                        next = idle_due;
 
                 fds[0] = (struct pollfd){.fd = l->wake_fd, .events = POLLIN};
                 if (fd >= 0) {

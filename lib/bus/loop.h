@@ -26,5 +26,12 @@ int bus_loop_run(bus_loop_t *l);
 /* Makes bus_loop_run() return 0 soon. Async-signal-safe. */
 void bus_loop_quit(bus_loop_t *l);
 
+/* A hook the loop thread calls whenever it has dispatched everything and is about to wait: it
+ * returns how many ms later it wants to be called again at the latest (-1: only on the next
+ * wakeup). Set before bus_loop_run(); NULL removes it. The client acknowledges deliveries from
+ * here (lib/bus/protocol.h, Ack). */
+typedef int (*bus_loop_idle_fn)(void *data);
+void bus_loop_set_idle(bus_loop_t *l, bus_loop_idle_fn fn, void *data);
+
 /* Wakes the loop once (it re-checks dispatch status and its watches). Any thread. */
 void bus_loop_wakeup(bus_loop_t *l);

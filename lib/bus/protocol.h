@@ -12,6 +12,20 @@
  *       a receiver hands back a Deliver it has no callback for any more (DLV-12, G-89); the
  *       broker re-routes it to the next candidate or raises the unicast error (DLV-13).
  *       The content travels back with the ticket, so the broker keeps no payloads.
+ *   Ack(u count) -> ()                              sent with NO_REPLY by the library
+ *       flow accounting (G-93, stalled receivers): the connection has taken `count` more of
+ *       the broker's signals off the bus, in order. The first Ack (count 0, right after
+ *       connecting) turns accounting on for the connection; then the broker keeps, per
+ *       connection, the unacknowledged signals' sizes and a copy of each unacknowledged
+ *       unicast. A connection with unacknowledged signals that has acknowledged nothing for
+ *       VFIIPC_STALL_MS, or whose backlog exceeds VFIIPC_BACKLOG_BYTES_MAX, is stalled: it is no
+ *       candidate for unicasts (they go to the next receiver or become unicast errors), and
+ *       broadcast deliveries, observations and unicast errors for it are dropped, counted and
+ *       logged, until it acknowledges again. When a connection ends, its unacknowledged
+ *       unicasts are re-routed like a Bounce (next receiver or unicast error, DLV-13), so a
+ *       receiver killed mid-stream loses only what it had taken off the bus (DLV-11).
+ *       Connections that never Ack (raw clients, the NFY gateway, which bounds its peers
+ *       itself) are not accounted.
  *   Invalid arguments are answered with org.freedesktop.DBus.Error.InvalidArgs (or, for
  *   NO_REPLY calls, logged and dropped); nothing invalid reaches a receiver.
  *
@@ -71,6 +85,9 @@
 #define VFIIPC_REGISTRATIONS_PER_PEER_MAX 65536u /* registrations one connection may hold */
 #define VFIIPC_PENDING_PER_PEER_MAX 1024u       /* bounceable unicast tickets per receiver */
 #define VFIIPC_BOUNCE_TRIES_MAX 64u             /* re-routes of one unicast before it fails */
+#define VFIIPC_STALL_MS 2000                   /* no Ack progress for this long: stalled */
+#define VFIIPC_BACKLOG_BYTES_MAX (64u * 1024u * 1024u) /* unacknowledged, per connection; below
+                                                        * the bus's max_outgoing_bytes (256 MiB) */
 #define VFIIPC_REMOTE_REGISTRATIONS_MAX 256u    /* over all remote connections (LIM-1, G-87) */
 #define VFIIPC_REMOTE_CONNECTIONS_MAX 64u       /* TCP peers of the gateway at once (G-94) */
 

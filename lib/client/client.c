@@ -20,6 +20,11 @@
 #define CALL_TIMEOUT_MS 10000
 #define BACKOFF_MIN_MS 50   /* G-68: reconnect with back-off, 50 ms doubling … */
 #define BACKOFF_MAX_MS 2000 /* … to 2 s */
+/* Flow accounting (protocol.h, Ack): the broker's signals are acknowledged per batch that the
+ * dispatcher took off the bus, at most ACK_BATCH at a time, and the batch's callbacks start
+ * only once its Ack is written. So what the broker has not seen acknowledged has certainly not
+ * reached a callback, and re-routing it when this process dies is never a duplicate. */
+#define ACK_BATCH 64u
 
 #define MATCH_BROKER_OWNER                                                                       \
         "type='signal',sender='" DBUS_SERVICE_DBUS "',interface='" DBUS_INTERFACE_DBUS           \
@@ -96,6 +101,14 @@ static __thread bool on_dispatcher;
 static __thread slot_t *current_slot;
 
 static pthread_once_t client_once = PTHREAD_ONCE_INIT;
+
+/* Broker signals received and not acknowledged yet, and the callbacks they produced, held
+ * until the Ack is written: dispatcher thread only (before the dispatcher starts, the thread
+ * that connects). */
+static struct ack_state {
+        dbus_uint32_t unacked;
+        GQueue held; /* task_t, in arrival order */
+} ack;
 
 /* ---- slots and the registration table ---------------------------------------------------- */
 
@@ -564,7 +577,6 @@ static void task_push(slot_t *s, DBusMessage *m, const char *from, const char *t
                       const char *id, const char *json, unsigned flags, uint64_t ticket)
 {
         task_t *t = malloc(sizeof(*t));
-        GThreadPool *pool;
 
         if (!t) {
                 nfycl_log(LOG_ERR, "out of memory: dropping '%s' from '%s'", id, from);
@@ -573,16 +585,41 @@ static void task_push(slot_t *s, DBusMessage *m, const char *from, const char *t
         }
         *t = (task_t){.slot = s, .msg = dbus_message_ref(m), .from = from, .to = to, .id = id,
                       .json = json, .flags = flags, .ticket = ticket};
-        /* ORD-3: pushed in arrival order (only the dispatcher pushes), so callbacks start in
-         * that order. Not under client.lock: a push may start a thread, and workers need
-         * the lock to begin. */
+        /* Held until its batch is acknowledged (ack_release()). */
+        g_queue_push_tail(&ack.held, t);
+}
+
+/* Writes the Ack for what was taken off the bus, then starts the held callbacks. ORD-3: pushed
+ * in arrival order (only the dispatcher pushes), so callbacks start in that order. Not under
+ * client.lock: a push may start a thread, and workers need the lock to begin. */
+static void ack_release(DBusConnection *c)
+{
+        GThreadPool *pool;
+        task_t *t;
+
+        if (ack.unacked) {
+                DBusMessage *m = broker_call_new("Ack");
+
+                if (m && dbus_message_append_args(m, DBUS_TYPE_UINT32, &ack.unacked,
+                                                  DBUS_TYPE_INVALID)) {
+                        broker_send(c, m);
+                        /* Written before any of these callbacks can start (see ACK_BATCH). */
+                        dbus_connection_flush(c);
+                } else if (m)
+                        dbus_message_unref(m);
+                ack.unacked = 0;
+        }
+        if (g_queue_is_empty(&ack.held))
+                return;
         pthread_mutex_lock(&client.lock);
         pool = client.pool;
         pthread_mutex_unlock(&client.lock);
-        if (pool)
-                g_thread_pool_push(pool, t, NULL);
-        else
-                task_free(t);
+        while ((t = g_queue_pop_head(&ack.held))) {
+                if (pool)
+                        g_thread_pool_push(pool, t, NULL);
+                else
+                        task_free(t);
+        }
 }
 
 static void on_deliver(DBusConnection *c, DBusMessage *m)
@@ -686,6 +723,19 @@ static void on_broker_owner_changed(DBusConnection *c, DBusMessage *m)
         }
 }
 
+static void ack_count(DBusConnection *c)
+{
+        if (++ack.unacked >= ACK_BATCH)
+                ack_release(c);
+}
+
+/* The loop's idle hook: everything queued is dispatched, so the batch ends here. */
+static int ack_idle(void *data)
+{
+        ack_release(data);
+        return -1;
+}
+
 /* Dispatcher thread: routes signals; application code never runs here. */
 static DBusHandlerResult client_filter(DBusConnection *c, DBusMessage *m, void *userdata)
 {
@@ -713,6 +763,7 @@ static DBusHandlerResult client_filter(DBusConnection *c, DBusMessage *m, void *
                 return DBUS_HANDLER_RESULT_HANDLED;
         }
         member = dbus_message_get_member(m);
+        ack_count(c); /* every signal of the broker counts, whatever becomes of it */
         if (streq(member, "Deliver"))
                 on_deliver(c, m);
         else if (streq(member, "Observed"))
@@ -778,6 +829,18 @@ static int connection_open(DBusConnection **ret_conn, char **ret_broker)
                 free(broker);
                 dbus_set_error_const(&err, DBUS_ERROR_NO_MEMORY, "out of memory");
                 goto fail;
+        }
+        /* Turns on the broker's flow accounting for this connection (protocol.h, Ack: a first
+         * Ack of 0). Tasks held from an earlier connection were released when it ended. */
+        {
+                DBusMessage *a = broker_call_new("Ack");
+                dbus_uint32_t zero = 0;
+
+                ack.unacked = 0;
+                if (a && dbus_message_append_args(a, DBUS_TYPE_UINT32, &zero, DBUS_TYPE_INVALID))
+                        broker_send(c, a);
+                else if (a)
+                        dbus_message_unref(a);
         }
         *ret_conn = c;
         *ret_broker = broker;
@@ -873,11 +936,13 @@ static void *dispatcher_run(void *arg)
                 int r;
 
                 r = bus_loop_new(c, &loop);
-                if (r >= 0)
+                if (r >= 0) {
+                        bus_loop_set_idle(loop, ack_idle, c);
                         bus_loop_run(loop);
-                else
+                } else
                         nfycl_log(LOG_ERR, "cannot watch the server connection: %s", strerror(-r));
                 bus_loop_free(loop);
+                ack_release(c); /* what was received still runs */
 
                 pthread_mutex_lock(&client.lock);
                 client_conn_clear_locked(CONN_RECONNECTING);
