@@ -162,6 +162,7 @@ struct broker {
         uint64_t ticket;      /* the last ticket handed out */
         uint64_t bcast;       /* the last broadcast's serial (peer_t.bcast_mark) */
         int64_t now_ms;       /* the clock for stall checks, read once per message handled */
+        uint64_t n_handled;   /* method calls seen */
         size_t n_remote_regs; /* registrations of remote connections (LIM-1, G-87) */
         wire_t wire;          /* the signals' buffer */
         bool filter_added, match_added, path_registered;
@@ -357,6 +358,7 @@ static void broker_forget(broker_t *b, const char *name)
                         g_ptr_array_remove(b->observers, p);
                 p->observer = false;
                 b->now_ms = clock_ms();
+        b->n_handled++;
                 while (p->backlog.len) {
                         backlog_pop(&p->backlog, &e);
                         if (e.copy) {
@@ -1108,6 +1110,11 @@ static const DBusObjectPathVTable broker_vtable = {.message_function = broker_me
 static const DBusObjectPathVTable parent_vtable = {.message_function = parent_message};
 
 /* ---- life cycle --------------------------------------------------------------------------- */
+
+uint64_t broker_n_handled(const broker_t *b)
+{
+        return b ? b->n_handled : 0;
+}
 
 broker_t *broker_free(broker_t *b)
 {

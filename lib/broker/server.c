@@ -13,6 +13,7 @@
  * stop from any thread or a signal handler, but not concurrently with free. */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <pwd.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -50,6 +51,10 @@
  * more than this often per window: one that keeps crashing is a bug to report, not to hide. */
 #define GATEWAY_RESTARTS_MAX 5
 #define GATEWAY_RESTART_WINDOW_MS 60000
+/* After a burst the heap holds what the bus queued into us (libdbus reads ahead up to its
+ * receive limit); glibc keeps freed memory, so an idle server gives it back this long after
+ * the last call. */
+#define TRIM_IDLE_MS 1000
 
 struct vfiipc_server {
         whitelist_t *whitelist; /* NULL: no remote access (SRVF-3, SRVF-6) */
@@ -74,6 +79,11 @@ struct vfiipc_server {
 
         bool started;
         atomic_bool stop_requested;
+
+        /* The idle heap trim (loop thread). */
+        uint64_t trim_seen;     /* broker_n_handled() when last looked at */
+        long long trim_busy_ms; /* when it last changed */
+        bool trimmed;           /* nothing handled since the last trim */
 };
 
 /* Where internal results become the public ones: the one place (style.md). */
@@ -776,6 +786,27 @@ VFIIPC_PUBLIC vfiipc_result vfiipc_server_start(vfiipc_server *s)
         return server_result(server_start(s), PHASE_START);
 }
 
+/* The loop's idle hook: trims the heap once the broker has been idle for TRIM_IDLE_MS. */
+static int server_idle(void *data)
+{
+        vfiipc_server *s = data;
+        uint64_t n = broker_n_handled(s->broker);
+        long long now = now_ms();
+
+        if (n != s->trim_seen) {
+                s->trim_seen = n;
+                s->trim_busy_ms = now;
+                s->trimmed = false;
+        }
+        if (s->trimmed)
+                return -1;
+        if (now - s->trim_busy_ms < TRIM_IDLE_MS)
+                return (int)(TRIM_IDLE_MS - (now - s->trim_busy_ms)) + 1;
+        malloc_trim(0);
+        s->trimmed = true;
+        return -1;
+}
+
 VFIIPC_PUBLIC vfiipc_result vfiipc_server_serve(vfiipc_server *s)
 {
         bus_loop_t *loop;
@@ -787,6 +818,7 @@ VFIIPC_PUBLIC vfiipc_result vfiipc_server_serve(vfiipc_server *s)
         if (atomic_load(&s->stop_requested))
                 return VFIIPC_OK;
         loop = atomic_load(&s->loop);
+        bus_loop_set_idle(loop, server_idle, s);
         r = bus_loop_run(loop);
         if (r < 0)
                 nfy_log_errno(LOG_ERR, r, "the bus %s went away", s->address);
