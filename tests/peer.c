@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,6 +40,14 @@ static void peer_pump(peer_t *p, int timeout_ms)
         }
 }
 
+/* A test that aborts while a peer is stopped (SIGSTOP, test-flow) must not leave it behind: a
+ * stopped orphan ignores SIGTERM and keeps the test's stderr open, so meson would wait for it
+ * until the timeout and show a TIMEOUT instead of the failed assertion. */
+static void peer_die_with_test(gpointer unused)
+{
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
 peer_t *peer_new(const char *app_id)
 {
         const char *argv[] = {g_getenv("VFIIPC_TEST_PEER"), NULL};
@@ -46,8 +55,8 @@ peer_t *peer_new(const char *app_id)
         peer_t *p = g_new0(peer_t, 1);
 
         g_assert_nonnull(argv[0]);
-        g_spawn_async_with_pipes(NULL, (char **)argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL,
-                                 &p->pid, &p->in, &p->out, NULL, &error);
+        g_spawn_async_with_pipes(NULL, (char **)argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD,
+                                 peer_die_with_test, NULL, &p->pid, &p->in, &p->out, NULL, &error);
         g_assert_no_error(error);
         p->buf = g_string_new(NULL);
         g_queue_init(&p->lines);

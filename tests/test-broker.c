@@ -271,7 +271,11 @@ static void test_pending_ring_find_take_evict(void)
 
         /* The ends free their slots; new tickets are still found. */
         pending_ring_take(&q, pending_ring_find(&q, 25 * 3), &e);
+        g_assert_cmpuint(e.n_tried, ==, 2);
+        g_free(e.tried_many);
         pending_ring_take(&q, pending_ring_find(&q, 40 * 3), &e);
+        g_assert_cmpuint(e.n_tried, ==, 2);
+        g_free(e.tried_many);
         g_assert_cmpint(pending_ring_push(&q, 41 * 3, 41, &token, tried, 3), ==, 0);
         g_assert_nonnull(pending_ring_find(&q, 41 * 3));
         g_assert_nonnull(pending_ring_find(&q, 26 * 3));
@@ -1835,11 +1839,214 @@ static void test_remote_policy_confines_gateway_user(fx_t *f, gconstpointer unus
                         dbus_message_unref(reply);
                 dbus_error_free(&err);
                 dbus_message_unref(m);
+                /* Also without an interface (the broker reads that as Broker1's), from a
+                 * connection that never called Remote1, which the broker alone would admit. */
+                c = dbus_connection_open_private(f->srv.address, &err);
+                if (!c || !dbus_bus_register(c, &err))
+                        _exit(102);
+                m = dbus_message_new_method_call(VFIIPC_BROKER_NAME, VFIIPC_BROKER_PATH, NULL,
+                                                 "AddObserver");
+                reply = dbus_connection_send_with_reply_and_block(c, m, CALL_TIMEOUT_MS, &err);
+                bad |= !reply && dbus_error_has_name(&err, DBUS_ERROR_ACCESS_DENIED) ? 0 : 16;
+                if (reply)
+                        dbus_message_unref(reply);
+                dbus_error_free(&err);
+                dbus_message_unref(m);
                 _exit(bad);
         }
         g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
         g_assert_true(WIFEXITED(status));
         g_assert_cmpint(WEXITSTATUS(status), ==, 0);
+}
+
+/* ---- what a raw client cannot make the broker do (6c) ------------------------------------- */
+
+/* SRV-5: nobody else can take the broker's name while the broker holds it. A raw client's
+ * RequestName, with any flags, never makes it the primary owner (the bus policy lets this bus's
+ * user ask: the broker owns without ALLOW_REPLACEMENT), the owner stays the broker, calls to the
+ * name still reach the broker and never the client. */
+static void test_broker_name_cannot_be_taken(fx_t *f, gconstpointer unused)
+{
+        NEEDS_SERVER(f);
+        const unsigned flags[] = {0, DBUS_NAME_FLAG_DO_NOT_QUEUE, DBUS_NAME_FLAG_REPLACE_EXISTING,
+                                  DBUS_NAME_FLAG_REPLACE_EXISTING | DBUS_NAME_FLAG_DO_NOT_QUEUE,
+                                  DBUS_NAME_FLAG_REPLACE_EXISTING |
+                                      DBUS_NAME_FLAG_ALLOW_REPLACEMENT};
+        tc_t *a = tc_new(f), *s = tc_new(f);
+        DBusError err = DBUS_ERROR_INIT;
+        DBusConnection *squat = dbus_connection_open_private(f->srv.address, &err);
+        const char *name = VFIIPC_BROKER_NAME;
+        unsigned calls = 0, acquired = 0;
+        DBusMessage *m, *reply;
+        char *owner = NULL;
+
+        g_assert_nonnull(squat);
+        dbus_connection_set_exit_on_disconnect(squat, FALSE);
+        g_assert_true(dbus_bus_register(squat, &err));
+        for (size_t i = 0; i < G_N_ELEMENTS(flags); i++) {
+                int r = dbus_bus_request_name(squat, name, flags[i], &err);
+
+                g_assert_false(dbus_error_is_set(&err));
+                g_assert_true(r == DBUS_REQUEST_NAME_REPLY_IN_QUEUE ||
+                              r == DBUS_REQUEST_NAME_REPLY_EXISTS);
+        }
+        m = dbus_message_new_method_call(DBUS_SERVICE_DBUS, DBUS_PATH_DBUS, DBUS_INTERFACE_DBUS,
+                                         "GetNameOwner");
+        dbus_message_append_args(m, S, &name, END);
+        reply = dbus_connection_send_with_reply_and_block(s->c, m, CALL_TIMEOUT_MS, &err);
+        dbus_message_unref(m);
+        g_assert_nonnull(reply);
+        g_assert_true(dbus_message_get_args(reply, NULL, S, &owner, END));
+        g_assert_cmpstr(owner, !=, dbus_bus_get_unique_name(squat));
+        dbus_message_unref(reply);
+
+        tc_register(a, "x", "id", 0); /* answered: by the broker */
+        tc_notify(s, "app", "x", "id", "1", 0);
+        settle(f);
+        g_assert_cmpstr(take_deliver(a).json, ==, "1");
+        assert_quiet(s);
+        /* Whatever reached the squatter by now: no call for the broker, no name acquired. */
+        dbus_connection_read_write(squat, 0);
+        while ((m = dbus_connection_pop_message(squat))) {
+                calls += dbus_message_get_type(m) == DBUS_MESSAGE_TYPE_METHOD_CALL;
+                acquired += dbus_message_is_signal(m, DBUS_INTERFACE_DBUS, "NameAcquired") &&
+                            dbus_message_get_args(m, NULL, S, &owner, END) &&
+                            strcmp(owner, name) == 0;
+                dbus_message_unref(m);
+        }
+        g_assert_cmpuint(calls, ==, 0);
+        g_assert_cmpuint(acquired, ==, 0);
+        dbus_connection_close(squat);
+        dbus_connection_unref(squat);
+}
+
+/* REGS-3: only the bus driver reports that a connection ended. A NameOwnerChanged "victim lost
+ * its name" forged by another client and sent to the broker (by unique and by well-known name)
+ * changes nothing: the victim keeps its registration and its observer flag. */
+static void test_forged_name_lost_ignored(fx_t *f, gconstpointer unused)
+{
+        NEEDS_SERVER(f);
+        tc_t *v = tc_new(f), *e = tc_new(f), *s = tc_new(f);
+        DBusError err = DBUS_ERROR_INIT;
+        const char *empty = "", *victim = v->name, *bname = VFIIPC_BROKER_NAME;
+        const char *dest[2] = {bname, NULL};
+        DBusMessage *m, *reply;
+        char *obs;
+
+        tc_register(v, "x", "id", 0);
+        tc_observe(v);
+        m = dbus_message_new_method_call(DBUS_SERVICE_DBUS, DBUS_PATH_DBUS, DBUS_INTERFACE_DBUS,
+                                         "GetNameOwner");
+        dbus_message_append_args(m, S, &bname, END);
+        reply = dbus_connection_send_with_reply_and_block(e->c, m, CALL_TIMEOUT_MS, &err);
+        dbus_message_unref(m);
+        g_assert_nonnull(reply);
+        g_assert_true(dbus_message_get_args(reply, NULL, S, &dest[1], END));
+        for (size_t i = 0; i < G_N_ELEMENTS(dest); i++) {
+                m = dbus_message_new_signal(DBUS_PATH_DBUS, DBUS_INTERFACE_DBUS,
+                                            "NameOwnerChanged");
+                dbus_message_set_destination(m, dest[i]);
+                dbus_message_append_args(m, S, &victim, S, &victim, S, &empty, END);
+                g_assert_true(dbus_connection_send(e->c, m, NULL));
+                dbus_message_unref(m);
+        }
+        dbus_message_unref(reply);
+        settle(f); /* the broker has handled them: e's Ping came after */
+
+        tc_notify(s, "app", "x", "id", "1", 0);
+        settle(f);
+        g_assert_cmpstr(take_deliver(v).json, ==, "1");
+        obs = take_observed(v, "app", "id");
+        g_assert_cmpstr(obs, ==, "x");
+        g_free(obs);
+        assert_quiet(v);
+        assert_quiet(s);
+}
+
+/* protocol.h "Ack": an Ack counts only what was sent. One for more than is outstanding
+ * acknowledges all of it and nothing more (no credit for later signals, also not before any
+ * was sent), so the unicasts unacknowledged when the connection ends are still re-routed to the
+ * next receiver, and the acknowledged ones are not. */
+static void test_ack_huge_count_acknowledges_no_more_than_sent(fx_t *f, gconstpointer unused)
+{
+        NEEDS_SERVER(f);
+        tc_t *a = tc_new(f), *b = tc_new(f), *s = tc_new(f);
+        dbus_uint32_t zero = 0, huge = UINT32_MAX, one = 1;
+
+        tc_send(a, "Ack", U, &zero, END); /* accounting on */
+        tc_send(a, "Ack", U, &huge, END); /* nothing outstanding: no credit either */
+        tc_register(a, "x", "id", 10);
+        tc_register(b, "x", "id", 0);
+        tc_notify(s, "app", "1", "id", "1", 0);
+        tc_notify(s, "app", "1", "id", "2", 0);
+        settle(f);
+        g_assert_cmpuint(tc_count(a, "Deliver"), ==, 2);
+        tc_send(a, "Ack", U, &huge, END); /* "1" and "2", no more */
+        tc_notify(s, "app", "1", "id", "3", 0);
+        tc_notify(s, "app", "1", "id", "4", 0);
+        settle(f);
+        g_assert_cmpuint(tc_count(a, "Deliver"), ==, 4);
+        tc_send(a, "Ack", U, &one, END); /* "3" */
+        settle(f);
+        assert_quiet(b);
+
+        tc_disconnect(f, a, s);
+        settle(f);
+        g_assert_cmpstr(take_deliver(b).json, ==, "4");
+        assert_quiet(b);
+        assert_quiet(s);
+}
+
+/* LIM-3, DLV-8, protocol.h "Remote peers": a connection that observes is local for good:
+ * Remote1 is refused (AccessDenied) and nothing it sends that way is routed; a local registrant
+ * cannot send as a remote peer either; and a remote connection gets no Broker1 method at all,
+ * Ack, Bounce and Notify included, also when it leaves out the interface. */
+static void test_remote_confinement_both_ways(fx_t *f, gconstpointer unused)
+{
+        NEEDS_SERVER(f);
+        tc_t *o = tc_new(f), *l = tc_new(f), *r = tc_new(f);
+        const char *to = "1", *x = "x", *id = "ext_q", *rid = "ext_r", *from = "kiosk";
+        const char *json = "1";
+        dbus_int32_t p = 0;
+        dbus_uint32_t flags = 0, count = 0;
+        dbus_uint64_t ref = 0;
+        DBusMessage *m, *reply;
+        DBusError err = DBUS_ERROR_INIT;
+
+        tc_register(l, "x", "ext_q", 0); /* whom a wrongly admitted notification would reach */
+        tc_observe(o);
+        assert_error(tc_remote(o, true, "Register", S, &x, S, &id, DBUS_TYPE_INT32, &p, END),
+                     VFIIPC_ERROR_ACCESS_DENIED);
+        assert_error(tc_remote(o, true, "Notify", S, &from, S, &to, S, &id, S, &json, U, &flags,
+                               DBUS_TYPE_UINT64, &ref, END),
+                     VFIIPC_ERROR_ACCESS_DENIED);
+        assert_error(tc_remote(l, true, "Notify", S, &from, S, &to, S, &id, S, &json, U, &flags,
+                               DBUS_TYPE_UINT64, &ref, END),
+                     VFIIPC_ERROR_ACCESS_DENIED);
+        assert_error(tc_remote(l, true, "Unregister", S, &x, S, &id, END),
+                     VFIIPC_ERROR_ACCESS_DENIED);
+
+        assert_error(tc_remote(r, true, "Register", S, &x, S, &rid, DBUS_TYPE_INT32, &p, END),
+                     NULL);
+        assert_error(tc_call(r, "Ack", U, &count, END), VFIIPC_ERROR_ACCESS_DENIED);
+        assert_error(tc_call(r, "Bounce", S, &from, S, &to, S, &id, S, &json, U, &flags,
+                             DBUS_TYPE_UINT64, &ref, END),
+                     VFIIPC_ERROR_ACCESS_DENIED);
+        assert_error(tc_call(r, "Notify", S, &from, S, &to, S, &id, S, &json, U, &flags, END),
+                     VFIIPC_ERROR_ACCESS_DENIED);
+        assert_error(tc_call(r, "RemoveObserver", END), VFIIPC_ERROR_ACCESS_DENIED);
+        m = dbus_message_new_method_call(VFIIPC_BROKER_NAME, VFIIPC_BROKER_PATH, NULL,
+                                         "AddObserver");
+        reply = dbus_connection_send_with_reply_and_block(r->c, m, CALL_TIMEOUT_MS, &err);
+        dbus_message_unref(m);
+        g_assert_null(reply);
+        g_assert_cmpstr(err.name, ==, VFIIPC_ERROR_ACCESS_DENIED);
+        dbus_error_free(&err);
+
+        settle(f);
+        assert_quiet(l); /* nothing refused was routed */
+        assert_quiet(o); /* and nothing was observed */
+        assert_quiet(r);
 }
 
 int main(int argc, char **argv)
@@ -1908,6 +2115,10 @@ int main(int argc, char **argv)
         SERVER_TEST("/broker/input/registration-limit-per-connection",
                     test_registration_limit_per_connection);
         SERVER_TEST("/broker/introspect/describes-broker", test_introspect_describes_broker);
+        SERVER_TEST("/broker/access/name-cannot-be-taken", test_broker_name_cannot_be_taken);
+        SERVER_TEST("/broker/access/forged-name-lost-ignored", test_forged_name_lost_ignored);
+        SERVER_TEST("/broker/access/ack-huge-count-acknowledges-no-more-than-sent",
+                    test_ack_huge_count_acknowledges_no_more_than_sent);
         REMOTE_TEST("/broker/remote/in-rules", test_remote_in_rules);
         REMOTE_TEST("/broker/remote/out-before-priority", test_remote_out_before_priority);
         REMOTE_TEST("/broker/remote/broadcast-once-and-return-dropped",
@@ -1916,6 +2127,7 @@ int main(int argc, char **argv)
         REMOTE_TEST("/broker/remote/unicast-error", test_remote_unicast_error);
         REMOTE_TEST("/broker/remote/registration-cap", test_remote_registration_cap);
         REMOTE_TEST("/broker/remote/connection-confined", test_remote_connection_confined);
+        REMOTE_TEST("/broker/remote/confinement-both-ways", test_remote_confinement_both_ways);
         REMOTE_TEST("/broker/remote/policy-confines-gateway-user",
                     test_remote_policy_confines_gateway_user);
         return g_test_run();

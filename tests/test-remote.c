@@ -724,7 +724,7 @@ static void test_out_broadcast_reaches_remote(rfix_t *f, gconstpointer unused)
         m = remote_recv(r, WAIT_MS, NULL, &body);
         g_assert_nonnull(m);
         check_message(m, "notify", "pos", "*", "ext_status", "{\"a\":null,\"b\":[1,\"x\"]}", 7);
-        ref = json_object_get(m, "reference");
+        ref = json_incref(json_object_get(m, "reference")); /* compared after m is gone */
         g_assert_cmpint(json_integer_value(ref), >, 0);
         refs = dump(ref);
         want = g_strdup_printf("{\"flags\":7,\"from\":\"pos\",\"notification\":\"ext_status\","
@@ -742,6 +742,7 @@ static void test_out_broadcast_reaches_remote(rfix_t *f, gconstpointer unused)
         m = remote_expect_notify_frame(r, "pos", "kiosk", "ext_status", "1", 0, NULL);
         g_assert_false(json_equal(json_object_get(m, "reference"), ref));
         json_decref(m);
+        json_decref(ref);
         g_assert_cmpint(notify(pos, "1", "ext_status", "2"), ==, 0);
         remote_expect_notify(r, "pos", "1", "ext_status", "2", 0);
 
@@ -1565,7 +1566,7 @@ static void test_never_reading_peer_closed(rfix_t *f, gconstpointer unused)
                 g_assert_cmpint(notify(flooder, "*", "big", param->str), ==, 0);
                 if (i == N / 2 || i == N - 1) {
                         json_t *m;
-                        char n[16];
+                        char n[16], *line;
 
                         snprintf(n, sizeof(n), "%d", i);
                         g_assert_cmpint(notify(snd, "*", "small", n), ==, 0);
@@ -1576,7 +1577,9 @@ static void test_never_reading_peer_closed(rfix_t *f, gconstpointer unused)
                         check_message(m, "notify", "sender", "*", "small", n, 0);
                         json_decref(m);
                         g_assert_cmpint(notify(snd, "lr", "loc", n), ==, 0);
-                        g_assert_nonnull(peer_wait(lr, "deliver\t-\tsender\tlr\tloc\t", PROMPT_MS));
+                        line = peer_wait(lr, "deliver\t-\tsender\tlr\tloc\t", PROMPT_MS);
+                        g_assert_nonnull(line);
+                        g_free(line);
                 }
         }
         if (!remote_wait_closed(stuck, 30000))
@@ -1762,6 +1765,47 @@ static void test_gateway_stops_on_sigkill(rfix_t *f, gconstpointer unused)
         server_fixture_kill(&f->srv);
         check_gateway_gone(f, gw, r);
         remote_free(r);
+}
+
+/* server.c (GATEWAY_RESTARTS_MAX), §5.4: kill -9 of the NFY gateway ends its peers'
+ * connections; the server notices, starts a new gateway (its own child again) on the same port,
+ * and a new raw NFY client connects, registers, sends (barrier: an `in` rule) and receives again
+ * within a few seconds. The server itself keeps running. Twice, so a restarted gateway is
+ * restarted too. */
+static void test_gateway_restarted_after_sigkill(rfix_t *f, gconstpointer unused)
+{
+        peer_t *snd;
+        remote_t *r;
+        pid_t gw;
+
+        start_rules(f, "out * * x\n");
+        snd = peer_new("sender");
+        r = fix_connect(f);
+        assert_remote_served(f, r, snd, "x");
+        gw = wait_gateway_pid(f->srv.pid, WAIT_MS);
+        g_assert_cmpint(gw, >, 0);
+        for (int round = 1; round <= 2; round++) {
+                gint64 t0 = g_get_monotonic_time(), end = t0 + (gint64)WAIT_MS * 1000;
+                pid_t next;
+
+                g_assert_cmpint(kill(gw, SIGKILL), ==, 0);
+                g_assert_true(remote_wait_closed(r, WAIT_MS));
+                g_assert_true(wait_pid_gone(gw, WAIT_MS));
+                remote_free(r);
+                while ((next = gateway_pid(f->srv.pid)) == 0 || next == gw) {
+                        g_assert_cmpint(g_get_monotonic_time(), <, end);
+                        g_usleep(20 * 1000);
+                }
+                r = fix_connect(f); /* retries while nothing listens yet */
+                assert_remote_served(f, r, snd, "x");
+                g_test_message("round %d: gateway %d replaced by %d, a new peer served %.0f ms "
+                               "after the kill",
+                               round, (int)gw, (int)next, (g_get_monotonic_time() - t0) / 1e3);
+                g_assert_cmpint(kill(f->srv.pid, 0), ==, 0);
+                gw = next;
+        }
+        remote_free(r);
+        peer_free(snd);
 }
 
 /* A root server runs the gateway as VFIIPC_GATEWAY_USER (meson test: nobody), without root's
@@ -1981,6 +2025,7 @@ int main(int argc, char **argv)
             test_interface_unknown_keeps_loopback);
         ADD("/remote/gateway/stops-on-server-sigterm", test_gateway_stops_on_sigterm);
         ADD("/remote/gateway/stops-on-server-sigkill", test_gateway_stops_on_sigkill);
+        ADD("/remote/gateway/restarted-after-sigkill", test_gateway_restarted_after_sigkill);
         ADD("/remote/gateway/runs-as-gateway-user", test_gateway_runs_as_gateway_user);
         ADD("/remote/remote-to-remote/in-then-out", test_remote_to_remote);
 #undef ADD

@@ -25,6 +25,10 @@
  * only once its Ack is written. So what the broker has not seen acknowledged has certainly not
  * reached a callback, and re-routing it when this process dies is never a duplicate. */
 #define ACK_BATCH 64u
+/* A sender waits while more than this is queued on its connection: an Ack queued behind a
+ * burst of the process's own Notifies would reach the broker seconds late, and the broker
+ * would take a busy receiver for a stalled one (VFIIPC_STALL_MS) and drop what is meant for it. */
+#define SEND_QUEUE_MAX (1024 * 1024)
 
 #define MATCH_BROKER_OWNER                                                                       \
         "type='signal',sender='" DBUS_SERVICE_DBUS "',interface='" DBUS_INTERFACE_DBUS           \
@@ -107,8 +111,21 @@ static pthread_once_t client_once = PTHREAD_ONCE_INIT;
  * that connects). */
 static struct ack_state {
         dbus_uint32_t unacked;
+        unsigned serial; /* of the last Ack sent */
         GQueue held; /* task_t, in arrival order */
 } ack;
+
+/* The serial of the last Ack libdbus has let go of (written, or dropped with its connection). */
+static atomic_uint ack_written;
+static dbus_int32_t ack_slot = -1;
+
+static void ack_gone(void *data)
+{
+        unsigned n = (unsigned)(uintptr_t)data, old = atomic_load(&ack_written);
+
+        while (old < n && !atomic_compare_exchange_weak(&ack_written, &old, n))
+                ;
+}
 
 /* ---- slots and the registration table ---------------------------------------------------- */
 
@@ -219,6 +236,7 @@ static void client_atfork_child(void)
 static void client_once_init(void)
 {
         dbus_threads_init_default();
+        dbus_message_allocate_data_slot(&ack_slot);
         pthread_atfork(client_atfork_prepare, client_atfork_parent, client_atfork_child);
 }
 
@@ -602,9 +620,19 @@ static void ack_release(DBusConnection *c)
 
                 if (m && dbus_message_append_args(m, DBUS_TYPE_UINT32, &ack.unacked,
                                                   DBUS_TYPE_INVALID)) {
+                        unsigned n = ++ack.serial;
+                        bool tracked = dbus_message_set_data(m, ack_slot, (void *)(uintptr_t)n,
+                                                             ack_gone);
+
                         broker_send(c, m);
-                        /* Written before any of these callbacks can start (see ACK_BATCH). */
-                        dbus_connection_flush(c);
+                        /* Written before any of these callbacks can start (see ACK_BATCH). Not
+                         * a flush, which also waits for what other threads queue meanwhile: a
+                         * busy sender thread would keep this one from ever reading. */
+                        while (tracked && atomic_load(&ack_written) < n &&
+                               dbus_connection_get_is_connected(c))
+                                dbus_connection_read_write(c, 10);
+                        if (!tracked)
+                                dbus_connection_flush(c);
                 } else if (m)
                         dbus_message_unref(m);
                 ack.unacked = 0;
@@ -1137,6 +1165,8 @@ int client_notify(const char *to, const char *notification_id, const char *json,
         }
         /* ORD-1: fire and forget; undeliverable unicasts come back as UnicastError (NTF-5). */
         r = broker_send(c, m);
+        if (r >= 0 && dbus_connection_get_outgoing_size(c) > SEND_QUEUE_MAX)
+                dbus_connection_flush(c); /* back-pressure, see SEND_QUEUE_MAX */
         if (r >= 0 && !dbus_connection_get_is_connected(c))
                 r = -ENOTCONN;
         dbus_connection_unref(c);
