@@ -1174,6 +1174,62 @@ static void test_in_process_bus_lost(server_fixture_t *f, gconstpointer unused)
         vfiipc_server_free(s);
 }
 
+/* Issue #3, design.md "Remote access": notifysvc --print-policy CONFIG prints the generated bus
+ * configuration (the gateway user confined to Remote1; Register only with out rules), and
+ * reports configuration errors with the usual exit codes. */
+static char *print_policy(const char *text, int *status)
+{
+        char *dir = g_dir_make_tmp("vfiipc-policy-XXXXXX", NULL), *cfg, *out = NULL;
+        const char *argv[] = {g_getenv("VFIIPC_NOTIFYSVC"), "--print-policy", NULL, NULL};
+
+        g_assert_nonnull(dir);
+        cfg = g_build_filename(dir, "notify.cfg", NULL);
+        if (text)
+                g_assert_true(g_file_set_contents(cfg, text, -1, NULL));
+        argv[2] = cfg;
+        g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_STDERR_TO_DEV_NULL, NULL,
+                                   NULL, &out, NULL, status, NULL));
+        (void)unlink(cfg);
+        (void)rmdir(dir);
+        g_free(cfg);
+        g_free(dir);
+        return out;
+}
+
+static void test_print_policy(server_fixture_t *f, gconstpointer unused)
+{
+        int status;
+        char *out;
+
+        g_setenv("VFIIPC_GATEWAY_USER", "gw-user", TRUE);
+        out = print_policy("in * 1 ext_*\nout * * ext_*\n", &status);
+        g_assert_true(g_spawn_check_wait_status(status, NULL));
+        g_assert_nonnull(strstr(out, "<busconfig>"));
+        g_assert_nonnull(strstr(out, "<allow user=\"gw-user\"/>"));
+        g_assert_nonnull(strstr(out, "<policy user=\"gw-user\">"));
+        g_assert_nonnull(strstr(out, "<deny own=\"*\"/>"));
+        g_assert_nonnull(strstr(out, "send_interface=\"io.vfiipc.Remote1\" send_member=\"Register\""));
+        g_assert_null(strstr(out, "send_interface=\"io.vfiipc.Broker1\""));
+        g_free(out);
+
+        /* Only in rules: registrations could never receive, so they stay denied. */
+        out = print_policy("in * 1 ext_*\n", &status);
+        g_assert_true(g_spawn_check_wait_status(status, NULL));
+        g_assert_nonnull(strstr(out, "send_member=\"Notify\""));
+        g_assert_null(strstr(out, "send_member=\"Register\""));
+        g_free(out);
+
+        out = print_policy("in * *\n", &status);
+        g_assert_true(WIFEXITED(status));
+        g_assert_cmpint(WEXITSTATUS(status), ==, 5);
+        g_free(out);
+        out = print_policy(NULL, &status);
+        g_assert_true(WIFEXITED(status));
+        g_assert_cmpint(WEXITSTATUS(status), ==, 4);
+        g_free(out);
+        g_unsetenv("VFIIPC_GATEWAY_USER");
+}
+
 int main(int argc, char **argv)
 {
         g_test_init(&argc, &argv, NULL);
@@ -1204,6 +1260,7 @@ int main(int argc, char **argv)
         ADD("/server/resources/short-lived-clients-leak-nothing", setup_started,
             test_short_lived_clients_leak_nothing);
         ADD("/server/tools/busctl-introspect", setup_started, test_busctl_introspect);
+        ADD("/server/tools/print-policy", setup_none, test_print_policy);
         ADD("/server/api/in-process-lifecycle", setup_none, test_in_process_lifecycle);
         ADD("/server/api/bus-lost", setup_none, test_in_process_bus_lost);
 #undef ADD
