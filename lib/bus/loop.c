@@ -151,24 +151,55 @@ static void wakeup_main(void *data)
         bus_loop_wakeup(data);
 }
 
+/* libdbus calls the dispatch-status function after it has dropped the connection's lock, so a
+ * thread that sends (it holds a reference to the connection meanwhile) can still be inside
+ * dispatch_status_changed() when bus_loop_free() has removed the function on the loop thread.
+ * So the loop's memory and its eventfd live as long as the connection: they hang in a data
+ * slot of it, freed when the connection is finalized, not by bus_loop_free(). */
+static dbus_int32_t loop_slot = -1;
+static pthread_once_t loop_slot_once = PTHREAD_ONCE_INIT;
+
+static void loop_slot_allocate(void)
+{
+        if (!dbus_connection_allocate_data_slot(&loop_slot))
+                loop_slot = -1;
+}
+
+static void loop_destroy(void *data)
+{
+        bus_loop_t *l = data;
+
+        g_ptr_array_unref(l->watches);
+        g_array_unref(l->timers);
+        pthread_mutex_destroy(&l->lock);
+        close(l->wake_fd);
+        free(l);
+}
+
 int bus_loop_new(DBusConnection *c, bus_loop_t **ret)
 {
         bus_loop_t *l;
 
+        pthread_once(&loop_slot_once, loop_slot_allocate);
+        if (loop_slot < 0)
+                return -ENOMEM;
         l = calloc(1, sizeof(*l));
         if (!l)
                 return -ENOMEM;
-        l->conn = dbus_connection_ref(c);
         l->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (l->wake_fd < 0) {
                 int r = -errno;
-                dbus_connection_unref(c);
                 free(l);
                 return r;
         }
         pthread_mutex_init(&l->lock, NULL);
         l->watches = g_ptr_array_new();
         l->timers = g_array_new(FALSE, FALSE, sizeof(struct timer));
+        if (!dbus_connection_set_data(c, loop_slot, l, loop_destroy)) {
+                loop_destroy(l);
+                return -ENOMEM;
+        }
+        l->conn = dbus_connection_ref(c);
 
         if (!dbus_connection_set_watch_functions(c, watch_add, watch_remove, watch_toggled, l,
                                                  NULL) ||
@@ -191,12 +222,8 @@ bus_loop_t *bus_loop_free(bus_loop_t *l)
         dbus_connection_set_timeout_functions(l->conn, NULL, NULL, NULL, NULL, NULL);
         dbus_connection_set_wakeup_main_function(l->conn, NULL, NULL, NULL);
         dbus_connection_set_dispatch_status_function(l->conn, NULL, NULL, NULL);
+        /* The rest goes with the connection (loop_destroy). */
         dbus_connection_unref(l->conn);
-        g_ptr_array_unref(l->watches);
-        g_array_unref(l->timers);
-        pthread_mutex_destroy(&l->lock);
-        close(l->wake_fd);
-        free(l);
         return NULL;
 }
 

@@ -16,7 +16,8 @@ typedef struct bus_loop bus_loop_t;
 /* Takes over the connection's watch/timeout/wakeup/dispatch-status functions. */
 int bus_loop_new(DBusConnection *c, bus_loop_t **ret);
 
-/* Removes the functions again; NULL-safe; returns NULL. */
+/* Removes the functions again; NULL-safe; returns NULL. The loop's memory is freed with the
+ * connection, as a thread sending on it may still be in one of them (loop.c). */
 bus_loop_t *bus_loop_free(bus_loop_t *l);
 
 /* Dispatches until bus_loop_quit() (returns 0) or until the connection is gone, after its
