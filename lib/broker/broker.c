@@ -163,6 +163,7 @@ struct broker {
         uint64_t bcast;       /* the last broadcast's serial (peer_t.bcast_mark) */
         int64_t now_ms;       /* the clock for stall checks, read once per message handled */
         uint64_t n_handled;   /* method calls seen */
+        int64_t caught_up_ms; /* when it last had read everything the bus had for it */
         size_t n_remote_regs; /* registrations of remote connections (LIM-1, G-87) */
         wire_t wire;          /* the signals' buffer */
         bool filter_added, match_added, path_registered;
@@ -252,13 +253,18 @@ static int backlog_push(backlog_t *q, size_t size, sent_copy_t *copy, int64_t no
 
 /* Stalled: it has unacknowledged signals and has acknowledged none for VFIIPC_STALL_MS, or its
  * backlog is above VFIIPC_BACKLOG_BYTES_MAX (protocol.h). Logged once per episode. */
-static bool peer_stalled(peer_t *p, int64_t now)
+static bool peer_stalled(const broker_t *b, peer_t *p)
 {
+        int64_t now = b->now_ms;
         backlog_t *q = &p->backlog;
 
         if (!p->flow || q->len == 0)
                 return false;
-        if (now - q->progress_ms <= VFIIPC_STALL_MS && q->bytes <= VFIIPC_BACKLOG_BYTES_MAX)
+        /* Time counts only once the broker has caught up with its input after the backlog
+         * began: an Ack queued behind a flood that the broker itself has not read yet is no
+         * sign of a stalled receiver. */
+        if ((b->caught_up_ms - q->progress_ms <= VFIIPC_STALL_MS) &&
+            q->bytes <= VFIIPC_BACKLOG_BYTES_MAX)
                 return false;
         if (!q->stalled) {
                 q->stalled = true;
@@ -358,7 +364,6 @@ static void broker_forget(broker_t *b, const char *name)
                         g_ptr_array_remove(b->observers, p);
                 p->observer = false;
                 b->now_ms = clock_ms();
-        b->n_handled++;
                 while (p->backlog.len) {
                         backlog_pop(&p->backlog, &e);
                         if (e.copy) {
@@ -367,6 +372,7 @@ static void broker_forget(broker_t *b, const char *name)
                                 k++;
                         }
                 }
+                backlog_clear(&p->backlog); /* tickets elsewhere may keep p for a long time */
                 if (k)
                         nfy_log(LOG_NOTICE, "%s ended with %zu unicast(s) unacknowledged: re-routed",
                                 name, k);
@@ -430,7 +436,7 @@ static void broker_observe(broker_t *b, const note_t *n, const char *receiver)
         for (guint i = 0; i < b->observers->len; i++) {
                 peer_t *o = g_ptr_array_index(b->observers, i);
 
-                if (peer_stalled(o, b->now_ms)) {
+                if (peer_stalled(b, o)) {
                         o->backlog.dropped++;
                         continue;
                 }
@@ -445,7 +451,7 @@ static void broker_unicast_error(broker_t *b, const char *submitter, const note_
 {
         peer_t *p = g_hash_table_lookup(b->peers, submitter);
 
-        if (p && peer_stalled(p, b->now_ms)) {
+        if (p && peer_stalled(b, p)) {
                 p->backlog.dropped++;
                 return;
         }
@@ -508,7 +514,7 @@ static void broker_broadcast(broker_t *b, const char *sender, const note_t *n)
                 peer_t *rp = g_hash_table_lookup(b->peers, reg->owner);
                 uint64_t ticket = 0;
 
-                if (rp && peer_stalled(rp, b->now_ms)) {
+                if (rp && peer_stalled(b, rp)) {
                         rp->backlog.dropped++; /* G-93: counted, logged on recovery */
                         continue;
                 }
@@ -549,7 +555,7 @@ static bool pick_skip(const registration_t *reg, void *data)
         if (reg->remote && !broker_out_allowed(k->b, k->n, &k->out))
                 return true;
         p = g_hash_table_lookup(k->b->peers, reg->owner);
-        return p && peer_stalled(p, k->b->now_ms);
+        return p && peer_stalled(k->b, p);
 }
 
 static void broker_unicast(broker_t *b, const char *submitter, peer_t *submitter_peer,
@@ -624,22 +630,77 @@ static int check_note(refusal_t *x, const note_t *n)
         return 0;
 }
 
-static int method_notify(broker_t *b, DBusMessage *m, const char *sender, refusal_t *x)
+/* One call's arguments, read and checked before its method runs (call_check): only the
+ * fields of the method's signature are set. */
+typedef struct call {
+        note_t n;              /* Notify, Bounce */
+        const char *to, *id;   /* Register, Unregister */
+        dbus_int32_t priority; /* Register */
+        dbus_uint32_t count;   /* Ack */
+        dbus_uint64_t ticket;  /* Bounce; Remote1.Notify: the reference */
+} call_t;
+
+/* ssssu */
+static int args_note(DBusMessage *m, call_t *a, refusal_t *x)
 {
-        note_t n;
+        if (!dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &a->n.from, DBUS_TYPE_STRING,
+                                   &a->n.to, DBUS_TYPE_STRING, &a->n.id, DBUS_TYPE_STRING,
+                                   &a->n.json, DBUS_TYPE_UINT32, &a->n.flags, DBUS_TYPE_INVALID))
+                return refuse(x, VFIIPC_ERROR_INVALID_ARGS, "malformed arguments");
+        return check_note(x, &a->n);
+}
+
+/* ssssut */
+static int args_note_ticket(DBusMessage *m, call_t *a, refusal_t *x)
+{
+        if (!dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &a->n.from, DBUS_TYPE_STRING,
+                                   &a->n.to, DBUS_TYPE_STRING, &a->n.id, DBUS_TYPE_STRING,
+                                   &a->n.json, DBUS_TYPE_UINT32, &a->n.flags, DBUS_TYPE_UINT64,
+                                   &a->ticket, DBUS_TYPE_INVALID))
+                return refuse(x, VFIIPC_ERROR_INVALID_ARGS, "malformed arguments");
+        return check_note(x, &a->n);
+}
+
+/* ssi */
+static int args_register(DBusMessage *m, call_t *a, refusal_t *x)
+{
         int r;
 
-        if (!dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &n.from, DBUS_TYPE_STRING, &n.to,
-                                   DBUS_TYPE_STRING, &n.id, DBUS_TYPE_STRING, &n.json,
-                                   DBUS_TYPE_UINT32, &n.flags, DBUS_TYPE_INVALID))
+        if (!dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &a->to, DBUS_TYPE_STRING, &a->id,
+                                   DBUS_TYPE_INT32, &a->priority, DBUS_TYPE_INVALID))
                 return refuse(x, VFIIPC_ERROR_INVALID_ARGS, "malformed arguments");
-        r = check_note(x, &n);
-        if (r < 0)
+        if ((r = check_receiver(x, a->to)) < 0)
                 return r;
-        if (streq(n.to, "*"))
-                broker_broadcast(b, sender, &n);
+        return check_id(x, "notification ID", a->id);
+}
+
+/* ss */
+static int args_unregister(DBusMessage *m, call_t *a, refusal_t *x)
+{
+        int r;
+
+        if (!dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &a->to, DBUS_TYPE_STRING, &a->id,
+                                   DBUS_TYPE_INVALID))
+                return refuse(x, VFIIPC_ERROR_INVALID_ARGS, "malformed arguments");
+        if ((r = check_receiver(x, a->to)) < 0)
+                return r;
+        return check_id(x, "notification ID", a->id);
+}
+
+/* u */
+static int args_ack(DBusMessage *m, call_t *a, refusal_t *x)
+{
+        if (!dbus_message_get_args(m, NULL, DBUS_TYPE_UINT32, &a->count, DBUS_TYPE_INVALID))
+                return refuse(x, VFIIPC_ERROR_INVALID_ARGS, "malformed arguments");
+        return 0;
+}
+
+static int method_notify(broker_t *b, const call_t *a, const char *sender, refusal_t *x)
+{
+        if (streq(a->n.to, "*"))
+                broker_broadcast(b, sender, &a->n);
         else
-                broker_unicast(b, sender, NULL, &n, NULL, 0);
+                broker_unicast(b, sender, NULL, &a->n, NULL, 0);
         return 0;
 }
 
@@ -692,41 +753,24 @@ static void broker_reroute(broker_t *b, peer_t *self, const sent_copy_t *c)
         (void)broker_return(b, self, NULL, &n, c->ticket);
 }
 
-static int method_bounce(broker_t *b, DBusMessage *m, const char *sender, refusal_t *x)
+static int method_bounce(broker_t *b, const call_t *a, const char *sender, refusal_t *x)
 {
-        dbus_uint64_t ticket;
-        note_t n;
-        int r;
-
-        if (!dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &n.from, DBUS_TYPE_STRING, &n.to,
-                                   DBUS_TYPE_STRING, &n.id, DBUS_TYPE_STRING, &n.json,
-                                   DBUS_TYPE_UINT32, &n.flags, DBUS_TYPE_UINT64, &ticket,
-                                   DBUS_TYPE_INVALID))
-                return refuse(x, VFIIPC_ERROR_INVALID_ARGS, "malformed arguments");
-        r = check_note(x, &n);
-        if (r < 0)
-                return r;
         /* G-89: only a ticket this connection was handed, for this content, still pending. Not
          * an error for the caller: a ticket may have been evicted in the meantime. */
-        if (!broker_return(b, g_hash_table_lookup(b->peers, sender), sender, &n, ticket))
+        if (!broker_return(b, g_hash_table_lookup(b->peers, sender), sender, &a->n, a->ticket))
                 nfy_log(LOG_WARNING,
                         "%s returned '%s' with unknown ticket %" PRIu64
                         " (or other from/to/id/flags than delivered): dropped",
-                        sender, n.id, (uint64_t)ticket);
+                        sender, a->n.id, (uint64_t)a->ticket);
         return 0;
 }
 
-static int method_register(broker_t *b, DBusMessage *m, const char *sender, refusal_t *x)
+static int method_register(broker_t *b, const call_t *a, const char *sender, refusal_t *x)
 {
-        const char *to, *id;
-        dbus_int32_t priority;
+        const char *to = a->to, *id = a->id;
+        dbus_int32_t priority = a->priority;
         int r;
 
-        if (!dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &to, DBUS_TYPE_STRING, &id,
-                                   DBUS_TYPE_INT32, &priority, DBUS_TYPE_INVALID))
-                return refuse(x, VFIIPC_ERROR_INVALID_ARGS, "malformed arguments");
-        if ((r = check_receiver(x, to)) < 0 || (r = check_id(x, "notification ID", id)) < 0)
-                return r;
         r = registry_add(b->registry, sender, to, id, priority, false, NULL);
         if (r == -ENOSPC)
                 return refuse(x, VFIIPC_ERROR_LIMITS,
@@ -739,31 +783,21 @@ static int method_register(broker_t *b, DBusMessage *m, const char *sender, refu
         return 0;
 }
 
-static int method_unregister(broker_t *b, DBusMessage *m, const char *sender, refusal_t *x)
+static int method_unregister(broker_t *b, const call_t *a, const char *sender, refusal_t *x)
 {
-        const char *to, *id;
-        int r;
-
-        if (!dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &to, DBUS_TYPE_STRING, &id,
-                                   DBUS_TYPE_INVALID))
-                return refuse(x, VFIIPC_ERROR_INVALID_ARGS, "malformed arguments");
-        if ((r = check_receiver(x, to)) < 0 || (r = check_id(x, "notification ID", id)) < 0)
-                return r;
-        if (registry_remove(b->registry, sender, to, id) > 0)
-                nfy_log(LOG_INFO, "%s unregistered '%s' for '%s'", sender, id, to);
+        if (registry_remove(b->registry, sender, a->to, a->id) > 0)
+                nfy_log(LOG_INFO, "%s unregistered '%s' for '%s'", sender, a->id, a->to);
         return 0;
 }
 
 /* protocol.h, Ack: the connection took count more signals off the bus. */
-static int method_ack(broker_t *b, DBusMessage *m, const char *sender, refusal_t *x)
+static int method_ack(broker_t *b, const call_t *a, const char *sender, refusal_t *x)
 {
-        dbus_uint32_t count;
+        dbus_uint32_t count = a->count;
         peer_t *p;
         sent_t e;
         size_t k = 0;
 
-        if (!dbus_message_get_args(m, NULL, DBUS_TYPE_UINT32, &count, DBUS_TYPE_INVALID))
-                return refuse(x, VFIIPC_ERROR_INVALID_ARGS, "malformed arguments");
         p = peer_get(b, sender);
         if (!p)
                 return -ENOMEM;
@@ -786,7 +820,7 @@ static int method_ack(broker_t *b, DBusMessage *m, const char *sender, refusal_t
         return 0;
 }
 
-static int method_add_observer(broker_t *b, DBusMessage *m, const char *sender, refusal_t *x)
+static int method_add_observer(broker_t *b, const call_t *a, const char *sender, refusal_t *x)
 {
         peer_t *p = peer_get(b, sender);
 
@@ -800,7 +834,8 @@ static int method_add_observer(broker_t *b, DBusMessage *m, const char *sender, 
         return 0;
 }
 
-static int method_remove_observer(broker_t *b, DBusMessage *m, const char *sender, refusal_t *x)
+static int method_remove_observer(broker_t *b, const call_t *a, const char *sender,
+                                  refusal_t *x)
 {
         peer_t *p = g_hash_table_lookup(b->peers, sender);
 
@@ -833,18 +868,14 @@ static int peer_remote(broker_t *b, const char *sender, refusal_t *x, peer_t **r
         return 0;
 }
 
-static int remote_register(broker_t *b, DBusMessage *m, const char *sender, refusal_t *x)
+static int remote_register(broker_t *b, const call_t *a, const char *sender, refusal_t *x)
 {
-        const char *to, *id;
-        dbus_int32_t priority;
+        const char *to = a->to, *id = a->id;
+        dbus_int32_t priority = a->priority;
         peer_t *p;
         int r;
 
-        if (!dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &to, DBUS_TYPE_STRING, &id,
-                                   DBUS_TYPE_INT32, &priority, DBUS_TYPE_INVALID))
-                return refuse(x, VFIIPC_ERROR_INVALID_ARGS, "malformed arguments");
-        if ((r = check_receiver(x, to)) < 0 || (r = check_id(x, "notification ID", id)) < 0 ||
-            (r = peer_remote(b, sender, x, &p)) < 0)
+        if ((r = peer_remote(b, sender, x, &p)) < 0)
                 return r;
         /* LIM-1, G-87: a new registration beyond the cap is discarded without reply; replacing
          * one of this connection's is fine at the limit. */
@@ -868,77 +899,69 @@ static int remote_register(broker_t *b, DBusMessage *m, const char *sender, refu
         return 0;
 }
 
-static int remote_unregister(broker_t *b, DBusMessage *m, const char *sender, refusal_t *x)
+static int remote_unregister(broker_t *b, const call_t *a, const char *sender, refusal_t *x)
 {
-        const char *to, *id;
         peer_t *p;
         int r;
 
-        if (!dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &to, DBUS_TYPE_STRING, &id,
-                                   DBUS_TYPE_INVALID))
-                return refuse(x, VFIIPC_ERROR_INVALID_ARGS, "malformed arguments");
-        if ((r = check_receiver(x, to)) < 0 || (r = check_id(x, "notification ID", id)) < 0 ||
-            (r = peer_remote(b, sender, x, &p)) < 0)
+        if ((r = peer_remote(b, sender, x, &p)) < 0)
                 return r;
-        if (registry_remove(b->registry, sender, to, id) > 0) {
+        if (registry_remove(b->registry, sender, a->to, a->id) > 0) {
                 b->n_remote_regs--; /* G-87: frees a slot at once */
-                nfy_log(LOG_INFO, "remote %s unregistered '%s' for '%s'", sender, id, to);
+                nfy_log(LOG_INFO, "remote %s unregistered '%s' for '%s'", sender, a->id, a->to);
         }
         return 0;
 }
 
 /* NFYS-3: a return (its reference is a pending ticket of this connection, G-89), else a new
  * notification that an `in` rule must admit (CFG-4; CFG-6/G-83: dropped silently, logged). */
-static int remote_notify(broker_t *b, DBusMessage *m, const char *sender, refusal_t *x)
+static int remote_notify(broker_t *b, const call_t *a, const char *sender, refusal_t *x)
 {
-        dbus_uint64_t reference;
+        const note_t *n = &a->n;
         peer_t *p;
-        note_t n;
         int r;
 
-        if (!dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &n.from, DBUS_TYPE_STRING, &n.to,
-                                   DBUS_TYPE_STRING, &n.id, DBUS_TYPE_STRING, &n.json,
-                                   DBUS_TYPE_UINT32, &n.flags, DBUS_TYPE_UINT64, &reference,
-                                   DBUS_TYPE_INVALID))
-                return refuse(x, VFIIPC_ERROR_INVALID_ARGS, "malformed arguments");
-        if ((r = check_note(x, &n)) < 0 || (r = peer_remote(b, sender, x, &p)) < 0)
+        if ((r = peer_remote(b, sender, x, &p)) < 0)
                 return r;
-        if (broker_return(b, p, sender, &n, reference))
+        if (broker_return(b, p, sender, n, a->ticket))
                 return 0;
-        if (!whitelist_allows(b->wl, WHITELIST_IN, n.from, n.to, n.id)) {
+        if (!whitelist_allows(b->wl, WHITELIST_IN, n->from, n->to, n->id)) {
                 nfy_log(LOG_WARNING,
                         "remote %s: '%s' from '%s' to '%s' matches no `in` rule: dropped", sender,
-                        n.id, n.from, n.to);
+                        n->id, n->from, n->to);
                 return 0;
         }
-        if (streq(n.to, "*"))
-                broker_broadcast(b, sender, &n);
+        if (streq(n->to, "*"))
+                broker_broadcast(b, sender, n);
         else
-                broker_unicast(b, sender, p, &n, NULL, 0);
+                broker_unicast(b, sender, p, n, NULL, 0);
         return 0;
 }
 
-typedef int (*method_fn)(broker_t *b, DBusMessage *m, const char *sender, refusal_t *x);
+/* args reads and checks the arguments (NULL: none), fn acts on them. */
+typedef int (*args_fn)(DBusMessage *m, call_t *a, refusal_t *x);
+typedef int (*method_fn)(broker_t *b, const call_t *a, const char *sender, refusal_t *x);
 
 struct method {
         const char *name, *signature;
+        args_fn args;
         method_fn fn;
 };
 
 static const struct method methods[] = {
-    {"Notify", "ssssu", method_notify}, /* first: the hot path */
-    {"Bounce", "ssssut", method_bounce},
-    {"Register", "ssi", method_register},
-    {"Unregister", "ss", method_unregister},
-    {"Ack", "u", method_ack},
-    {"AddObserver", "", method_add_observer},
-    {"RemoveObserver", "", method_remove_observer},
+    {"Notify", "ssssu", args_note, method_notify}, /* first: the hot path */
+    {"Bounce", "ssssut", args_note_ticket, method_bounce},
+    {"Register", "ssi", args_register, method_register},
+    {"Unregister", "ss", args_unregister, method_unregister},
+    {"Ack", "u", args_ack, method_ack},
+    {"AddObserver", "", NULL, method_add_observer},
+    {"RemoveObserver", "", NULL, method_remove_observer},
 };
 
 static const struct method remote_methods[] = {
-    {"Notify", "ssssut", remote_notify},
-    {"Register", "ssi", remote_register},
-    {"Unregister", "ss", remote_unregister},
+    {"Notify", "ssssut", args_note_ticket, remote_notify},
+    {"Register", "ssi", args_register, remote_register},
+    {"Unregister", "ss", args_unregister, remote_unregister},
 };
 
 /* ---- dispatch ----------------------------------------------------------------------------- */
@@ -1013,20 +1036,27 @@ static const struct method *method_find(const char *iface, const char *member, b
         return NULL;
 }
 
-/* Exact signature first, so a handler's dbus_message_get_args() cannot see other types. */
+/* Everything about a call that does not depend on the broker's state. Exact signature first,
+ * so that dbus_message_get_args() cannot see other types. */
+static int call_check(DBusMessage *m, const struct method *h, call_t *a, refusal_t *x)
+{
+        if (!dbus_message_has_signature(m, h->signature))
+                return refuse(x, VFIIPC_ERROR_INVALID_ARGS, "%s expects arguments '%s', not '%s'",
+                              h->name, h->signature, dbus_message_get_signature(m));
+        return h->args ? h->args(m, a, x) : 0;
+}
+
 static DBusHandlerResult method_call(broker_t *b, DBusMessage *m, const struct method *h,
                                      const char *sender)
 {
         refusal_t x;
+        call_t a;
         int r;
 
         x.error = NULL;
-        if (!dbus_message_has_signature(m, h->signature)) {
-                refuse(&x, VFIIPC_ERROR_INVALID_ARGS, "%s expects arguments '%s', not '%s'",
-                       h->name, h->signature, dbus_message_get_signature(m));
-                return reply_refusal(b, m, &x);
-        }
-        r = h->fn(b, m, sender, &x);
+        r = call_check(m, h, &a, &x);
+        if (r >= 0)
+                r = h->fn(b, &a, sender, &x);
         if (r == -ENOMEM && !x.error)
                 refuse(&x, DBUS_ERROR_NO_MEMORY, "out of memory");
         if (r < 0)
@@ -1050,6 +1080,7 @@ static DBusHandlerResult broker_message(DBusConnection *c, DBusMessage *m, void 
         if (!member || !sender)
                 return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
         b->now_ms = clock_ms();
+        b->n_handled++;
 
         h = method_find(iface, member, &remote);
         if (h && !remote) {
@@ -1071,6 +1102,26 @@ static DBusHandlerResult broker_message(DBusConnection *c, DBusMessage *m, void 
         refuse(&x, DBUS_ERROR_UNKNOWN_METHOD, "no method %s.%s with arguments '%s'",
                iface ? iface : "(any interface)", member, dbus_message_get_signature(m));
         return reply_refusal(b, m, &x);
+}
+
+int broker_check_call(DBusMessage *m, DBusError *error)
+{
+        const char *member = dbus_message_get_member(m);
+        const struct method *h;
+        refusal_t x;
+        call_t a;
+        bool remote;
+        int r;
+
+        if (dbus_message_get_type(m) != DBUS_MESSAGE_TYPE_METHOD_CALL || !member)
+                return -ENOENT;
+        h = method_find(dbus_message_get_interface(m), member, &remote);
+        if (!h)
+                return -ENOENT;
+        r = call_check(m, h, &a, &x);
+        if (r < 0)
+                dbus_set_error(error, x.error, "%s", x.text);
+        return r;
 }
 
 static DBusHandlerResult parent_message(DBusConnection *c, DBusMessage *m, void *userdata)
@@ -1110,6 +1161,12 @@ static const DBusObjectPathVTable broker_vtable = {.message_function = broker_me
 static const DBusObjectPathVTable parent_vtable = {.message_function = parent_message};
 
 /* ---- life cycle --------------------------------------------------------------------------- */
+
+void broker_caught_up(broker_t *b)
+{
+        if (b)
+                b->caught_up_ms = clock_ms();
+}
 
 uint64_t broker_n_handled(const broker_t *b)
 {

@@ -18,9 +18,21 @@ typedef struct broker broker_t;
  * VFIIPC_BROKER_NAME already. wl may be NULL (no remote access); the broker does not own it. */
 int broker_new(DBusConnection *c, const whitelist_t *wl, broker_t **ret);
 
+/* The server tells the broker whenever it has read everything the bus had for it: stall
+ * times (protocol.h, Ack) count only from such moments on, so a broker that lags behind a
+ * flood does not take the receivers whose Acks it has not read yet for stalled ones. */
+void broker_caught_up(broker_t *b);
+
 /* How many method calls it has handled so far (the server trims its heap once this stops
  * changing). */
 uint64_t broker_n_handled(const broker_t *b);
 
 /* Unregisters the object path and filters; NULL-safe; returns NULL. */
 broker_t *broker_free(broker_t *b);
+
+/* The checks the broker makes on a method call before it acts on one (member and interface,
+ * exact signature, ID lengths, receiver IDs, the JSON text), made without a broker: 0 when it
+ * would act on m; -ENOENT when m calls none of its methods; -EINVAL when it would refuse m,
+ * with the error it would answer in error (may be NULL). Whether the caller may call Broker1
+ * (a remote peer may not) depends on state and is not checked. Any thread (fuzz-broker). */
+int broker_check_call(DBusMessage *m, DBusError *error);

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <poll.h>
 #include <pwd.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -55,6 +56,8 @@
  * receive limit); glibc keeps freed memory, so an idle server gives it back this long after
  * the last call. */
 #define TRIM_IDLE_MS 1000
+/* While idle the broker is told every so often that it is caught up (see server_idle). */
+#define CAUGHT_UP_TICK_MS 250
 
 struct vfiipc_server {
         whitelist_t *whitelist; /* NULL: no remote access (SRVF-3, SRVF-6) */
@@ -84,6 +87,8 @@ struct vfiipc_server {
         uint64_t trim_seen;     /* broker_n_handled() when last looked at */
         long long trim_busy_ms; /* when it last changed */
         bool trimmed;           /* nothing handled since the last trim */
+        long long input_checked_ms; /* the last look at the socket (server_idle) */
+        bool input_empty;           /* what it saw */
 };
 
 /* Where internal results become the public ones: the one place (style.md). */
@@ -786,12 +791,26 @@ VFIIPC_PUBLIC vfiipc_result vfiipc_server_start(vfiipc_server *s)
         return server_result(server_start(s), PHASE_START);
 }
 
-/* The loop's idle hook: trims the heap once the broker has been idle for TRIM_IDLE_MS. */
+/* The loop's idle hook: tells the broker when it has read all its input (stall times count
+ * from there, protocol.h "Ack"), at most once per ms and, while idle, every CAUGHT_UP_TICK_MS;
+ * and trims the heap once the broker has been idle for TRIM_IDLE_MS. */
 static int server_idle(void *data)
 {
         vfiipc_server *s = data;
         uint64_t n = broker_n_handled(s->broker);
         long long now = now_ms();
+        int fd, wait = -1;
+
+        if (now != s->input_checked_ms && dbus_connection_get_unix_fd(s->conn, &fd)) {
+                struct pollfd pfd = {.fd = fd, .events = POLLIN};
+
+                s->input_checked_ms = now;
+                s->input_empty = poll(&pfd, 1, 0) == 0;
+                if (s->input_empty)
+                        broker_caught_up(s->broker);
+        }
+        if (s->input_empty)
+                wait = CAUGHT_UP_TICK_MS;
 
         if (n != s->trim_seen) {
                 s->trim_seen = n;
@@ -799,12 +818,14 @@ static int server_idle(void *data)
                 s->trimmed = false;
         }
         if (s->trimmed)
-                return -1;
-        if (now - s->trim_busy_ms < TRIM_IDLE_MS)
-                return (int)(TRIM_IDLE_MS - (now - s->trim_busy_ms)) + 1;
+                return wait;
+        if (now - s->trim_busy_ms < TRIM_IDLE_MS) {
+                int left = (int)(TRIM_IDLE_MS - (now - s->trim_busy_ms)) + 1;
+                return wait < 0 || left < wait ? left : wait;
+        }
         malloc_trim(0);
         s->trimmed = true;
-        return -1;
+        return wait;
 }
 
 VFIIPC_PUBLIC vfiipc_result vfiipc_server_serve(vfiipc_server *s)
