@@ -1,5 +1,5 @@
 /* tests/fuzz-nfy.c — libFuzzer target for the NFY frame codec (§8.2, §8.7, G-88).
- * Not built by meson yet; by hand:
+ * Built with -Dfuzz=true (tests/meson.build, suite 'fuzz'); by hand:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude -Ilib -I. \
  *         tests/fuzz-nfy.c lib/remote/nfy.c lib/json/json-text.c lib/core/log.c \
  *         -ljansson -o fuzz-nfy

@@ -1,5 +1,5 @@
 /* tests/fuzz-whitelist.c — libFuzzer target for the whitelist parser and matcher (§6, G-81).
- * Not built by meson yet; by hand:
+ * Built with -Dfuzz=true (tests/meson.build, suite 'fuzz'); by hand:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude -Ilib -I. \
  *         tests/fuzz-whitelist.c lib/remote/whitelist.c lib/core/log.c -o fuzz-whitelist
  *   ./fuzz-whitelist tests/corpus/whitelist */

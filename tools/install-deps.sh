@@ -5,6 +5,8 @@
 set -euo pipefail
 pkgs=(meson ninja-build gcc g++ clang pkg-config libdbus-1-dev libjansson-dev libglib2.0-dev libssl-dev
       dbus-daemon dbus-bin
+      # .ci/run's memory checks: Valgrind, and clang's sanitizer and libFuzzer runtimes
+      valgrind libclang-rt-14-dev
       # Debian packaging (.ci/packages): dpkg-buildpackage, dh, lintian
       build-essential dpkg-dev debhelper lintian)
 missing=()
