@@ -1,4 +1,5 @@
-/* tools/bench/party.c — the parties of a measurement (see bench.h), and small helpers. */
+/* tools/bench/party.c — the parties and crews of a measurement (see bench.h), and small
+ * helpers. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -29,7 +30,9 @@ struct timespec timespec_of(int64_t ns)
 
 const char *mode_name(bench_mode_t mode)
 {
-        return mode == MODE_THROUGHPUT ? "throughput" : "round trip";
+        return mode == MODE_THROUGHPUT ? "throughput"
+               : mode == MODE_ECHO     ? "round trip"
+                                       : "broadcast";
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -50,6 +53,14 @@ void latencies_summarise(double *lat, size_t n, report_t *rep)
         qsort(lat, n, sizeof(*lat), cmp_double);
         rep->p50_us = percentile(lat, n, 50);
         rep->p99_us = percentile(lat, n, 99);
+}
+
+void app_id_of(char *buf, size_t size, const char *base, unsigned i)
+{
+        if (i == 0)
+                snprintf(buf, size, "%s", base);
+        else
+                snprintf(buf, size, "%s-%u", base, i);
 }
 
 bool median(double *v, size_t n, double *ret)
@@ -111,7 +122,7 @@ int parent_wait(int in)
 
 /* Parent ends of every running party's pipes: a new child closes them, or a party would
  * never see the EOF that tells it to end. */
-static int live_fds[16];
+static int live_fds[4 * PARTIES_MAX + 8];
 static size_t n_live_fds;
 
 static void live_fd_close(int fd)
@@ -210,29 +221,116 @@ int party_stop(party_t *p, int sig)
         return r;
 }
 
-int party_collect(bench_mode_t mode, const party_t *rx, const party_t *tx, sample_t *ret)
+/* ---- crews ---- */
+
+static int crew_start(party_t *parties, char (*names)[NAME_SIZE], unsigned n, const char *what,
+                      party_body_fn body, job_t *job)
+{
+        for (unsigned i = 0; i < n; i++) {
+                report_t rep;
+                int r;
+
+                job->index = i;
+                r = party_start(&parties[i], body, job);
+                if (r >= 0)
+                        r = report_read(parties[i].from_child, &rep, READY_TIMEOUT_MS);
+                if (r < 0) {
+                        fprintf(stderr, "vfiipc-bench: %s %u: set-up failed: %s\n", what, i,
+                                strerror(-r));
+                        return r;
+                }
+                memcpy(names[i], rep.name[0], NAME_SIZE);
+                names[i][NAME_SIZE - 1] = '\0';
+        }
+        return 0;
+}
+
+int crew_start_receivers(crew_t *c, party_body_fn body, job_t *job)
+{
+        return crew_start(c->rx, c->rx_name, c->shape.receivers, "receiver", body, job);
+}
+
+int crew_start_senders(crew_t *c, party_body_fn body, job_t *job)
+{
+        return crew_start(c->tx, c->tx_name, c->shape.senders, "sender", body, job);
+}
+
+int crew_go(crew_t *c)
+{
+        for (unsigned i = 0; i < c->shape.senders; i++) {
+                int r = party_go(&c->tx[i]);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int crew_collect(crew_t *c, sample_t *ret)
 {
         int timeout_ms = (int)bench_opt.timeout_s * 1000 + READY_TIMEOUT_MS;
-        report_t s = {0}, d = {0};
+        const shape_t *sh = &c->shape;
+        int64_t first = INT64_MAX, last = INT64_MIN;
+        uint64_t sent = 0, got = 0, expected;
         int r;
 
-        r = report_read(tx->from_child, &s, timeout_ms);
-        if (r < 0) {
-                fprintf(stderr, "vfiipc-bench: %s: sender failed after %llu: %s\n", mode_name(mode),
-                        (unsigned long long)s.count, strerror(-r));
-                return r;
+        for (unsigned i = 0; i < sh->senders; i++) {
+                report_t s = {0};
+
+                r = report_read(c->tx[i].from_child, &s, timeout_ms);
+                if (r < 0) {
+                        fprintf(stderr, "vfiipc-bench: %s: sender %u failed after %llu: %s\n",
+                                mode_name(sh->mode), i, (unsigned long long)s.count, strerror(-r));
+                        return r;
+                }
+                if (sh->mode == MODE_ECHO) {
+                        ret->p50_us = s.p50_us;
+                        ret->p99_us = s.p99_us;
+                        return 0;
+                }
+                if (s.t_ns < first)
+                        first = s.t_ns;
+                sent += s.count;
         }
-        if (mode == MODE_ECHO) {
-                ret->p50_us = s.p50_us;
-                ret->p99_us = s.p99_us;
-                return 0;
+        for (unsigned i = 0; i < sh->receivers; i++) {
+                report_t d = {0};
+
+                r = report_read(c->rx[i].from_child, &d, timeout_ms);
+                if (r < 0) {
+                        fprintf(stderr,
+                                "vfiipc-bench: %s: receiver %u got %llu of %llu (%llu sent): %s\n",
+                                mode_name(sh->mode), i, (unsigned long long)d.count,
+                                (unsigned long long)sh->want, (unsigned long long)sent,
+                                strerror(-r));
+                        return r;
+                }
+                if (d.t_ns > last)
+                        last = d.t_ns;
+                got += d.count;
         }
-        r = report_read(rx->from_child, &d, timeout_ms);
-        if (r < 0) {
-                fprintf(stderr, "vfiipc-bench: throughput: received %llu of %llu: %s\n",
-                        (unsigned long long)d.count, (unsigned long long)s.count, strerror(-r));
-                return r;
-        }
-        ret->rate = (double)d.count / ((double)(d.t_ns - s.t_ns) / 1e9);
+        if (last <= first)
+                return -ERANGE;
+        ret->rate = (double)got / ((double)(last - first) / 1e9);
+        expected = sh->mode == MODE_BROADCAST ? sent * sh->receivers : sent;
+        ret->lost = expected > got ? expected - got : 0;
+        if (ret->lost)
+                printf("  note: %s %s: %llu of %llu deliveries did not arrive (flow control: "
+                       "unicast errors, dropped broadcasts)\n",
+                       c->side, mode_name(sh->mode), (unsigned long long)ret->lost,
+                       (unsigned long long)expected);
         return 0;
+}
+
+int crew_stop(crew_t *c, int rx_sig)
+{
+        int r = 0, k;
+
+        for (unsigned i = 0; i < c->shape.senders; i++) {
+                k = party_stop(&c->tx[i], 0);
+                r = r < 0 ? r : k;
+        }
+        for (unsigned i = 0; i < c->shape.receivers; i++) {
+                k = party_stop(&c->rx[i], rx_sig);
+                r = r < 0 ? r : k;
+        }
+        return r;
 }
