@@ -19,7 +19,7 @@
 
 #define CALL_TIMEOUT_MS 10000
 #define BACKOFF_MIN_MS 50   /* G-68: reconnect with back-off, 50 ms doubling … */
-#define BACKOFF_MAX_MS 2000 /* … to 2 s */
+#define BACKOFF_MAX_MS 1000 /* … to 1 s: back within 2 s of a restart (issue #8) */
 /* Flow accounting (protocol.h, Ack): the broker's signals are acknowledged per batch that the
  * dispatcher took off the bus, at most ACK_BATCH at a time, and the batch's callbacks start
  * only once its Ack is written. So what the broker has not seen acknowledged has certainly not
