@@ -174,3 +174,30 @@ int server_fixture_run_notifysvc(server_fixture_t *f, const char *const *args)
         g_strfreev(envp);
         return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
+
+/* True when pid is gone or a zombie (an orphan is reaped by whoever adopts it). */
+static bool pid_gone(pid_t pid)
+{
+        char *path = g_strdup_printf("/proc/%d/stat", (int)pid), *text = NULL, *p;
+        bool gone = true;
+
+        if (g_file_get_contents(path, &text, NULL, NULL)) {
+                p = strrchr(text, ')');
+                gone = p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+        }
+        g_free(text);
+        g_free(path);
+        return gone;
+}
+
+bool server_fixture_wait_pid_gone(pid_t pid, int timeout_ms)
+{
+        gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+
+        while (!pid_gone(pid)) {
+                if (g_get_monotonic_time() > deadline)
+                        return false;
+                g_usleep(10 * 1000);
+        }
+        return true;
+}

@@ -40,6 +40,10 @@ bool server_fixture_wait_ready(server_fixture_t *f, int timeout_ms);
  * exit status (for exit-code tests); stdout/stderr are discarded. */
 int server_fixture_run_notifysvc(server_fixture_t *f, const char *const *args);
 
+/* True once pid has exited (gone or a zombie: not necessarily our child), waiting at most
+ * timeout_ms. */
+bool server_fixture_wait_pid_gone(pid_t pid, int timeout_ms);
+
 #ifdef __cplusplus
 }
 #endif

@@ -34,6 +34,7 @@
 
 #include "bus/protocol.h"
 #include "peer.h"
+#include "nfy-frames.h"
 #include "remote/nfy.h"
 #include "server-fixture.h"
 
@@ -42,50 +43,12 @@
 #define CONNECT_MS 5000 /* the gateway starts after the broker is ready */
 #define SYNC_RULE "in * 1 sync\n"
 
-/* ---- §8.6 worked frames, copied from the hex dumps of the specification ------------------ */
+/* ---- §8.6 worked frames (nfy-frames.h) ----------------------------------------------------- */
 
-static const char hex_a[] = "00 4E 46 59 00 00 00 4D 00 00 00 00 7B 22 6E 6F"
-                            "74 69 66 69 63 61 74 69 6F 6E 22 3A 22 65 78 74"
-                            "5F 73 74 61 74 75 73 22 2C 22 70 72 69 6F 72 69"
-                            "74 79 22 3A 35 2C 22 74 6F 22 3A 22 6B 69 6F 73"
-                            "6B 22 2C 22 74 79 70 65 22 3A 22 72 65 67 69 73"
-                            "74 65 72 22 7D";
-static const char hex_b[] = "00 4E 46 59 00 00 00 42 00 00 00 00 7B 22 6E 6F"
-                            "74 69 66 69 63 61 74 69 6F 6E 22 3A 22 65 78 74"
-                            "5F 73 74 61 74 75 73 22 2C 22 74 6F 22 3A 22 6B"
-                            "69 6F 73 6B 22 2C 22 74 79 70 65 22 3A 22 75 6E"
-                            "72 65 67 69 73 74 65 72 22 7D";
-static const char hex_c[] = "00 4E 46 59 00 00 00 77 00 00 00 00 7B 22 66 6C"
-                            "61 67 73 22 3A 30 2C 22 66 72 6F 6D 22 3A 22 6B"
-                            "69 6F 73 6B 22 2C 22 6E 6F 74 69 66 69 63 61 74"
-                            "69 6F 6E 22 3A 22 65 78 74 5F 62 65 65 70 22 2C"
-                            "22 70 61 72 61 6D 65 74 65 72 22 3A 7B 22 63 6F"
-                            "75 6E 74 22 3A 32 2C 22 74 6F 6E 65 22 3A 22 68"
-                            "69 67 68 22 7D 2C 22 74 6F 22 3A 22 31 22 2C 22"
-                            "74 79 70 65 22 3A 22 6E 6F 74 69 66 79 22 7D";
 /* (d) with its reference (an implementation choice) cut out: before and after "17". */
 static const char body_d_head[] = "{\"flags\":0,\"from\":\"kiosk\",\"notification\":\"ext_beep\","
                                   "\"parameter\":{\"count\":2,\"tone\":\"high\"},\"reference\":";
 static const char body_d_tail[] = ",\"to\":\"1\",\"type\":\"unicast_error\"}";
-
-static GByteArray *hex_bytes(const char *hex)
-{
-        GByteArray *b = g_byte_array_new();
-
-        for (const char *p = hex; *p;) {
-                guint8 v;
-
-                if (*p == ' ') {
-                        p++;
-                        continue;
-                }
-                g_assert_true(g_ascii_isxdigit(p[0]) && g_ascii_isxdigit(p[1]));
-                v = (guint8)(g_ascii_xdigit_value(p[0]) << 4 | g_ascii_xdigit_value(p[1]));
-                g_byte_array_append(b, &v, 1);
-                p += 2;
-        }
-        return b;
-}
 
 /* A frame with any body and any size field (for malformed frames). */
 static void append_frame_raw(GByteArray *b, const void *body, size_t len, uint32_t size)
@@ -572,33 +535,6 @@ static pid_t wait_gateway_pid(pid_t server, int ms)
         while (!(pid = gateway_pid(server)) && g_get_monotonic_time() < end)
                 g_usleep(20 * 1000);
         return pid;
-}
-
-/* True when pid is gone or a zombie. */
-static bool pid_gone(pid_t pid)
-{
-        char *path = g_strdup_printf("/proc/%d/stat", (int)pid), *text = NULL, *p;
-        bool gone = true;
-
-        if (g_file_get_contents(path, &text, NULL, NULL)) {
-                p = strrchr(text, ')');
-                gone = p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
-        }
-        g_free(text);
-        g_free(path);
-        return gone;
-}
-
-static bool wait_pid_gone(pid_t pid, int ms)
-{
-        gint64 end = g_get_monotonic_time() + (gint64)ms * 1000;
-
-        while (!pid_gone(pid)) {
-                if (g_get_monotonic_time() > end)
-                        return false;
-                g_usleep(10 * 1000);
-        }
-        return true;
 }
 
 /* ---- fixture -------------------------------------------------------------------------- */
@@ -1730,7 +1666,7 @@ static void check_gateway_gone(rfix_t *f, pid_t gw, remote_t *r)
         /* Whether, not how fast: generous for a loaded CI machine. */
         g_assert_true(remote_wait_closed(r, 10000));
         g_assert_true(port_closes("127.0.0.1", f->srv.nfy_port, 10000));
-        g_assert_true(wait_pid_gone(gw, 10000));
+        g_assert_true(server_fixture_wait_pid_gone(gw, 10000));
 }
 
 static void test_gateway_stops_on_sigterm(rfix_t *f, gconstpointer unused)
@@ -1791,7 +1727,7 @@ static void test_gateway_restarted_after_sigkill(rfix_t *f, gconstpointer unused
 
                 g_assert_cmpint(kill(gw, SIGKILL), ==, 0);
                 g_assert_true(remote_wait_closed(r, WAIT_MS));
-                g_assert_true(wait_pid_gone(gw, WAIT_MS));
+                g_assert_true(server_fixture_wait_pid_gone(gw, WAIT_MS));
                 remote_free(r);
                 while ((next = gateway_pid(f->srv.pid)) == 0 || next == gw) {
                         g_assert_cmpint(g_get_monotonic_time(), <, end);

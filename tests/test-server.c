@@ -114,33 +114,6 @@ static pid_t bus_name_pid(const char *address, const char *name)
         return (pid_t)pid;
 }
 
-/* True when pid is gone or a zombie (an orphan daemon is reaped by whoever adopts it). */
-static bool pid_gone(pid_t pid)
-{
-        char *path = g_strdup_printf("/proc/%d/stat", (int)pid), *text = NULL, *p;
-        bool gone = true;
-
-        if (g_file_get_contents(path, &text, NULL, NULL)) {
-                p = strrchr(text, ')');
-                gone = p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
-        }
-        g_free(text);
-        g_free(path);
-        return gone;
-}
-
-static bool wait_pid_gone(pid_t pid, int timeout_ms)
-{
-        gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
-
-        while (!pid_gone(pid)) {
-                if (g_get_monotonic_time() > deadline)
-                        return false;
-                g_usleep(10 * 1000);
-        }
-        return true;
-}
-
 /* True once no bus answers on address any more. */
 static bool wait_bus_gone(const char *address, int timeout_ms)
 {
@@ -311,7 +284,7 @@ static void test_sigterm_clean_shutdown(server_fixture_t *f, gconstpointer unuse
         f->pid = 0;
         g_assert_false(file_exists(sock));
         g_assert_false(file_exists(lock));
-        g_assert_true(wait_pid_gone(daemon, DEADLINE_MS));
+        g_assert_true(server_fixture_wait_pid_gone(daemon, DEADLINE_MS));
         g_assert_true(wait_bus_gone(f->address, DEADLINE_MS));
         g_free(sock);
         g_free(lock);
@@ -337,7 +310,7 @@ static void test_sigkill_takes_bus_along(server_fixture_t *f, gconstpointer unus
         pid_t daemon = bus_name_pid(f->address, DBUS_SERVICE_DBUS);
 
         server_fixture_kill(f);
-        g_assert_true(wait_pid_gone(daemon, DEADLINE_MS));
+        g_assert_true(server_fixture_wait_pid_gone(daemon, DEADLINE_MS));
         g_assert_true(wait_bus_gone(f->address, DEADLINE_MS));
         g_assert_true(file_exists(sock)); /* nobody could remove it */
 
@@ -1137,7 +1110,7 @@ static void test_in_process_lifecycle(server_fixture_t *f, gconstpointer unused)
         g_usleep(200 * 1000); /* time for a wrongly bound death signal to strike */
         g_assert_true(server_fixture_wait_ready(f, DEADLINE_MS));
         daemon = bus_name_pid(f->address, DBUS_SERVICE_DBUS);
-        g_assert_false(pid_gone(daemon));
+        g_assert_false(server_fixture_wait_pid_gone(daemon, 0));
 
         g_assert_cmpint(pthread_create(&t, NULL, serve_thread, &p), ==, 0);
         g_usleep(50 * 1000);
@@ -1147,7 +1120,7 @@ static void test_in_process_lifecycle(server_fixture_t *f, gconstpointer unused)
         p.s = vfiipc_server_free(p.s);
         g_assert_false(file_exists(sock));
         g_assert_false(file_exists(lock));
-        g_assert_true(wait_pid_gone(daemon, DEADLINE_MS));
+        g_assert_true(server_fixture_wait_pid_gone(daemon, DEADLINE_MS));
 
         /* A stop before serve makes serve return at once. */
         g_assert_cmpint(vfiipc_server_new(NULL, &p.s), ==, VFIIPC_OK);

@@ -379,15 +379,21 @@ static int server_clear_socket(vfiipc_server *s)
 
 /* ---- the bus and the broker ------------------------------------------------------------- */
 
+/* The gateway's dedicated user: VFIIPC_GATEWAY_USER, else the build option gateway_user. */
+static const char *gateway_user_name(void)
+{
+        const char *u = getenv(VFIIPC_ENV_GATEWAY_USER);
+
+        return isempty(u) ? VFIIPC_GATEWAY_USER_DEFAULT : u;
+}
+
 /* The user the gateway drops to: only when the server runs as root (design.md "Remote
  * access"); NULL otherwise, or when there are no rules (no gateway at all). */
 static const char *server_gateway_user(const vfiipc_server *s)
 {
-        const char *u = getenv(VFIIPC_ENV_GATEWAY_USER);
-
         if (whitelist_n_rules(s->whitelist) == 0 || geteuid() != 0)
                 return NULL;
-        return isempty(u) ? VFIIPC_GATEWAY_USER_DEFAULT : u;
+        return gateway_user_name();
 }
 
 static const char *server_bus_config(void)
@@ -873,7 +879,6 @@ VFIIPC_PUBLIC vfiipc_server *vfiipc_server_free(vfiipc_server *s)
 
 VFIIPC_PUBLIC vfiipc_result vfiipc_server_policy(const char *config_file, char **ret)
 {
-        const char *user = getenv(VFIIPC_ENV_GATEWAY_USER);
         whitelist_t *wl = NULL;
         int r;
 
@@ -883,8 +888,7 @@ VFIIPC_PUBLIC vfiipc_result vfiipc_server_policy(const char *config_file, char *
         if (r < 0)
                 return server_result(r, PHASE_CONFIG);
         /* As a server started as root would write it (server_write_config). */
-        r = policy_bus_config(wl, server_bus_config(), isempty(user) ? VFIIPC_GATEWAY_USER_DEFAULT : user,
-                              ret);
+        r = policy_bus_config(wl, server_bus_config(), gateway_user_name(), ret);
         whitelist_free(wl);
         return r < 0 ? VFIIPC_ERR_SERVER : VFIIPC_OK;
 }
