@@ -29,6 +29,7 @@
 
 #define S DBUS_TYPE_STRING
 #define U DBUS_TYPE_UINT32
+#define T DBUS_TYPE_UINT64
 #define END DBUS_TYPE_INVALID
 #define CALL_TIMEOUT_MS 60000 /* generous: the limit test queues 65536 calls first */
 
@@ -488,7 +489,8 @@ static void tc_drain(tc_t *t)
 
         while ((m = dbus_connection_pop_message(t->c))) {
                 if (dbus_message_get_type(m) == DBUS_MESSAGE_TYPE_SIGNAL &&
-                    dbus_message_has_interface(m, VFIIPC_CLIENT_INTERFACE))
+                    (dbus_message_has_interface(m, VFIIPC_CLIENT_INTERFACE) ||
+                     dbus_message_has_member(m, "Broadcast")))
                         g_queue_push_tail(&t->queue, m);
                 else
                         dbus_message_unref(m);
@@ -1972,21 +1974,22 @@ static void test_ack_huge_count_acknowledges_no_more_than_sent(fx_t *f, gconstpo
         NEEDS_SERVER(f);
         tc_t *a = tc_new(f), *b = tc_new(f), *s = tc_new(f);
         dbus_uint32_t zero = 0, huge = UINT32_MAX, one = 1;
+        dbus_uint64_t none = 0;
 
-        tc_send(a, "Ack", U, &zero, END); /* accounting on */
-        tc_send(a, "Ack", U, &huge, END); /* nothing outstanding: no credit either */
+        tc_send(a, "Ack", U, &zero, T, &none, END); /* accounting on */
+        tc_send(a, "Ack", U, &huge, T, &none, END); /* nothing outstanding: no credit either */
         tc_register(a, "x", "id", 10);
         tc_register(b, "x", "id", 0);
         tc_notify(s, "app", "1", "id", "1", 0);
         tc_notify(s, "app", "1", "id", "2", 0);
         settle(f);
         g_assert_cmpuint(tc_count(a, "Deliver"), ==, 2);
-        tc_send(a, "Ack", U, &huge, END); /* "1" and "2", no more */
+        tc_send(a, "Ack", U, &huge, T, &none, END); /* "1" and "2", no more */
         tc_notify(s, "app", "1", "id", "3", 0);
         tc_notify(s, "app", "1", "id", "4", 0);
         settle(f);
         g_assert_cmpuint(tc_count(a, "Deliver"), ==, 4);
-        tc_send(a, "Ack", U, &one, END); /* "3" */
+        tc_send(a, "Ack", U, &one, T, &none, END); /* "3" */
         settle(f);
         assert_quiet(b);
 
@@ -1995,6 +1998,144 @@ static void test_ack_huge_count_acknowledges_no_more_than_sent(fx_t *f, gconstpo
         g_assert_cmpstr(take_deliver(b).json, ==, "4");
         assert_quiet(b);
         assert_quiet(s);
+}
+
+/* ---- protocol.h "Broadcast fast path" ----------------------------------------------------- */
+
+/* As the library subscribes: the ID's match rule on the bus first, then Subscribe. */
+static void tc_subscribe(tc_t *t, const char *to, const char *id, int priority)
+{
+        char iface[WIRE_BROADCAST_INTERFACE_SIZE], *rule, *e;
+        dbus_int32_t p = priority;
+        DBusError err;
+
+        wire_broadcast_interface(iface, id);
+        rule = g_strdup_printf("type='signal',sender='%s',path='%s',interface='%s',"
+                               "member='Broadcast'",
+                               VFIIPC_BROKER_NAME, VFIIPC_BROKER_PATH, iface);
+        dbus_error_init(&err);
+        dbus_bus_add_match(t->c, rule, &err);
+        g_assert_false(dbus_error_is_set(&err));
+        g_free(rule);
+        e = tc_call(t, "Subscribe", S, &to, S, &id, DBUS_TYPE_INT32, &p, END);
+        g_assert_null(e);
+}
+
+static void tc_ack(tc_t *t, dbus_uint32_t count, dbus_uint64_t broadcast)
+{
+        tc_send(t, "Ack", U, &count, T, &broadcast, END);
+}
+
+typedef struct bcast {
+        const char *from, *to, *id, *json;
+        dbus_uint32_t flags;
+        dbus_uint64_t seq;
+} bcast_t;
+
+/* The oldest queued Broadcast: from the broker's object, to nobody in particular, on the ID's
+ * own interface. */
+static bcast_t take_broadcast(tc_t *t)
+{
+        char iface[WIRE_BROADCAST_INTERFACE_SIZE];
+        DBusMessage *m = NULL;
+        bcast_t b;
+
+        for (GList *l = t->queue.head; l; l = l->next)
+                if (dbus_message_has_member(l->data, "Broadcast")) {
+                        m = l->data;
+                        g_queue_delete_link(&t->queue, l);
+                        g_queue_push_tail(&t->taken, m);
+                        break;
+                }
+        g_assert_nonnull(m);
+        g_assert_cmpstr(dbus_message_get_path(m), ==, VFIIPC_BROKER_PATH);
+        g_assert_null(dbus_message_get_destination(m));
+        g_assert_true(dbus_message_get_args(m, NULL, S, &b.from, S, &b.to, S, &b.id, S, &b.json, U,
+                                            &b.flags, T, &b.seq, END));
+        wire_broadcast_interface(iface, b.id);
+        g_assert_cmpstr(dbus_message_get_interface(m), ==, iface);
+        return b;
+}
+
+/* DLV-1, DLV-4, DLV-6 by the fast path: a "*" notification reaches a subscribed connection as
+ * one Broadcast however many of its registrations match (the library runs each), a connection
+ * that registered plainly still as one Deliver per registration, and observers still see every
+ * receiving registration. A unicast to a subscribed registration stays a Deliver, and a
+ * connection without the rule gets nothing. */
+static void test_broadcast_fast_path(fx_t *f, gconstpointer unused)
+{
+        NEEDS_SERVER(f);
+        tc_t *a = tc_new(f), *b = tc_new(f), *o = tc_new(f), *s = tc_new(f), *n = tc_new(f);
+        bcast_t x;
+        char *obs;
+
+        tc_ack(a, 0, 0);
+        tc_subscribe(a, "x", "fan", 0);
+        tc_subscribe(a, "y", "fan", 5);
+        tc_register(b, "z", "fan", 1);
+        tc_subscribe(n, "w", "other", 0);
+        tc_observe(o);
+        tc_notify(s, "app", "*", "fan", "{\"k\":1}", 3);
+        settle(f);
+        g_assert_cmpuint(tc_count(a, "Broadcast"), ==, 1);
+        g_assert_cmpuint(tc_count(a, "Deliver"), ==, 0);
+        x = take_broadcast(a);
+        g_assert_cmpstr(x.from, ==, "app");
+        g_assert_cmpstr(x.to, ==, "*");
+        g_assert_cmpstr(x.id, ==, "fan");
+        g_assert_cmpstr(x.json, ==, "{\"k\":1}");
+        g_assert_cmpuint(x.flags, ==, 3);
+        g_assert_cmpuint(x.seq, >, 0);
+        g_assert_cmpstr(take_deliver(b).receiver, ==, "z");
+        obs = take_observed(o, "app", "fan");
+        g_assert_cmpstr(obs, ==, "x,y,z");
+        g_free(obs);
+        assert_quiet(a);
+        assert_quiet(b);
+        assert_quiet(n);
+        assert_quiet(s);
+
+        tc_notify(s, "app", "x", "fan", "2", 0);
+        settle(f);
+        g_assert_cmpstr(take_deliver(a).receiver, ==, "x");
+        assert_quiet(a);
+        assert_quiet(b);
+}
+
+/* G-93 with the fast path: the bus cannot leave a stalled connection out of a Broadcast, so
+ * while a subscribed receiver of the ID is stalled, the broadcast goes as Deliver to the
+ * others and is dropped for the stalled one; once it acknowledges the Broadcasts it took, one
+ * Broadcast serves all again. An Ack counts Broadcasts by sequence number. */
+static void test_broadcast_stalled_subscriber_falls_back(fx_t *f, gconstpointer unused)
+{
+        NEEDS_SERVER(f);
+        tc_t *a = tc_new(f), *b = tc_new(f), *s = tc_new(f);
+        dbus_uint64_t seq;
+
+        tc_ack(a, 0, 0);
+        tc_ack(b, 0, 0);
+        tc_subscribe(a, "x", "st", 0);
+        tc_subscribe(b, "y", "st", 0);
+        tc_notify(s, "app", "*", "st", "1", 0);
+        settle(f);
+        seq = take_broadcast(a).seq;
+        g_assert_cmpuint(take_broadcast(b).seq, ==, seq);
+        tc_ack(b, 0, seq); /* a acknowledges nothing */
+        g_usleep((VFIIPC_STALL_MS + 500) * 1000);
+
+        tc_notify(s, "app", "*", "st", "2", 0);
+        settle(f);
+        g_assert_cmpstr(take_deliver(b).json, ==, "2");
+        assert_quiet(a); /* dropped for it, counted and logged */
+        assert_quiet(b);
+
+        tc_ack(a, 0, seq);
+        tc_notify(s, "app", "*", "st", "3", 0);
+        settle(f);
+        g_assert_cmpstr(take_broadcast(a).json, ==, "3");
+        g_assert_cmpstr(take_broadcast(b).json, ==, "3");
+        assert_quiet(a);
+        assert_quiet(b);
 }
 
 /* LIM-3, DLV-8, protocol.h "Remote peers": a connection that observes is local for good:
@@ -2028,7 +2169,8 @@ static void test_remote_confinement_both_ways(fx_t *f, gconstpointer unused)
 
         assert_error(tc_remote(r, true, "Register", S, &x, S, &rid, DBUS_TYPE_INT32, &p, END),
                      NULL);
-        assert_error(tc_call(r, "Ack", U, &count, END), VFIIPC_ERROR_ACCESS_DENIED);
+        assert_error(tc_call(r, "Ack", U, &count, DBUS_TYPE_UINT64, &ref, END),
+                     VFIIPC_ERROR_ACCESS_DENIED);
         assert_error(tc_call(r, "Bounce", S, &from, S, &to, S, &id, S, &json, U, &flags,
                              DBUS_TYPE_UINT64, &ref, END),
                      VFIIPC_ERROR_ACCESS_DENIED);
@@ -2119,6 +2261,9 @@ int main(int argc, char **argv)
         SERVER_TEST("/broker/access/forged-name-lost-ignored", test_forged_name_lost_ignored);
         SERVER_TEST("/broker/access/ack-huge-count-acknowledges-no-more-than-sent",
                     test_ack_huge_count_acknowledges_no_more_than_sent);
+        SERVER_TEST("/broker/routing/broadcast-fast-path", test_broadcast_fast_path);
+        SERVER_TEST("/broker/routing/broadcast-stalled-subscriber-falls-back",
+                    test_broadcast_stalled_subscriber_falls_back);
         REMOTE_TEST("/broker/remote/in-rules", test_remote_in_rules);
         REMOTE_TEST("/broker/remote/out-before-priority", test_remote_out_before_priority);
         REMOTE_TEST("/broker/remote/broadcast-once-and-return-dropped",

@@ -14,6 +14,8 @@
 #include <glib.h>
 
 #include "bus/protocol.h"
+#include "bus/wire.h"
+#include "core/util.h"
 #include "peer.h"
 #include "server-fixture.h"
 #include <vfiipc/notify.h>
@@ -612,6 +614,269 @@ static void test_forged_broker_signals_ignored(void)
         dbus_connection_unref(c);
 }
 
+/* ---- protocol.h "Broadcast fast path", as dbus-monitor sees it ---- */
+
+static atomic_int fan_a, fan_b, forged_fan;
+
+static void cb_fan(void *data, const char *from, const char *to, const char *id,
+                   const json_t *param, unsigned flags)
+{
+        g_assert_cmpstr(to, ==, "*");
+        atomic_fetch_add((atomic_int *)data, 1);
+}
+
+/* A monitor connection (what dbus-monitor does) that sees Broadcast and Deliver signals and
+ * Subscribe calls. */
+static DBusConnection *monitor_new(void)
+{
+        const char *rules[] = {
+            "type='signal',member='Broadcast'",
+            "type='signal',interface='" VFIIPC_CLIENT_INTERFACE "',member='Deliver'",
+            "type='method_call',interface='" VFIIPC_BROKER_INTERFACE "',member='Subscribe'",
+        };
+        const char **p = rules;
+        dbus_uint32_t zero = 0;
+        DBusConnection *c = dbus_connection_open_private(server.address, NULL);
+        DBusMessage *m, *reply;
+
+        g_assert_nonnull(c);
+        g_assert_true(dbus_bus_register(c, NULL));
+        m = dbus_message_new_method_call(DBUS_SERVICE_DBUS, DBUS_PATH_DBUS,
+                                         DBUS_INTERFACE_MONITORING, "BecomeMonitor");
+        g_assert_true(dbus_message_append_args(m, DBUS_TYPE_ARRAY, DBUS_TYPE_STRING, &p,
+                                               (int)G_N_ELEMENTS(rules), DBUS_TYPE_UINT32, &zero,
+                                               DBUS_TYPE_INVALID));
+        reply = dbus_connection_send_with_reply_and_block(c, m, 5000, NULL);
+        g_assert_nonnull(reply);
+        dbus_message_unref(reply);
+        dbus_message_unref(m);
+        return c;
+}
+
+/* How many messages of that member about notification ID id the monitor has seen (for a
+ * Subscribe: id is its second argument; *sender: who sent the last one). */
+static int monitor_count(DBusConnection *c, const char *member, const char *id, char **sender)
+{
+        DBusMessage *m;
+        int n = 0;
+
+        while (dbus_connection_read_write(c, 100) && (m = dbus_connection_pop_message(c))) {
+                const char *a0 = NULL, *a1 = NULL, *a2 = NULL;
+                dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &a0, DBUS_TYPE_STRING, &a1,
+                                      DBUS_TYPE_STRING, &a2, DBUS_TYPE_INVALID);
+                if (dbus_message_has_member(m, member) &&
+                    g_strcmp0(streq(member, "Subscribe") ? a1 : a2, id) == 0) {
+                        n++;
+                        if (sender) {
+                                g_free(*sender);
+                                *sender = g_strdup(dbus_message_get_sender(m));
+                        }
+                }
+                dbus_message_unref(m);
+        }
+        return n;
+}
+
+/* The bus's count of match rules of one connection (dbus-daemon's Debug.Stats). */
+static int match_rules_of(const char *name)
+{
+        DBusConnection *c = dbus_connection_open_private(server.address, NULL);
+        DBusMessage *m, *reply;
+        DBusMessageIter it, dict, entry, v;
+        dbus_uint32_t n = 0;
+
+        g_assert_nonnull(c);
+        g_assert_true(dbus_bus_register(c, NULL));
+        m = dbus_message_new_method_call(DBUS_SERVICE_DBUS, DBUS_PATH_DBUS,
+                                         "org.freedesktop.DBus.Debug.Stats", "GetConnectionStats");
+        dbus_message_append_args(m, DBUS_TYPE_STRING, &name, DBUS_TYPE_INVALID);
+        reply = dbus_connection_send_with_reply_and_block(c, m, 5000, NULL);
+        dbus_message_unref(m);
+        g_assert_nonnull(reply);
+        dbus_message_iter_init(reply, &it);
+        dbus_message_iter_recurse(&it, &dict);
+        while (dbus_message_iter_get_arg_type(&dict) == DBUS_TYPE_DICT_ENTRY) {
+                const char *key;
+                dbus_message_iter_recurse(&dict, &entry);
+                dbus_message_iter_get_basic(&entry, &key);
+                dbus_message_iter_next(&entry);
+                dbus_message_iter_recurse(&entry, &v);
+                if (streq(key, "MatchRules"))
+                        dbus_message_iter_get_basic(&v, &n);
+                dbus_message_iter_next(&dict);
+        }
+        dbus_message_unref(reply);
+        dbus_connection_close(c);
+        dbus_connection_unref(c);
+        return (int)n;
+}
+
+/* DLV-1, DLV-4 by the fast path: two registrations of one ID in this process, ten "*"
+ * notifications: ten Broadcast signals on the bus and no Deliver, each registration's callback
+ * runs exactly ten times; the ID's match rule is added once and, once both registrations are
+ * gone, removed again (none leaks over register/unregister cycles). */
+static void test_broadcast_by_bus_fan_out(void)
+{
+        DBusConnection *mon = monitor_new();
+        char *me = NULL;
+        int rules, subscribes;
+
+        atomic_store(&fan_a, 0);
+        atomic_store(&fan_b, 0);
+        g_assert_cmpint(vfiipc_register("t.fan", cb_fan, &fan_a, 0, "fan-a"), ==, VFIIPC_OK);
+        g_assert_cmpint(vfiipc_register("t.fan", cb_fan, &fan_b, 0, "fan-b"), ==, VFIIPC_OK);
+        for (int i = 0; i < 10; i++)
+                g_assert_cmpint(vfiipc_notify_text("*", "t.fan", "1", 0, NULL), ==, VFIIPC_OK);
+        g_assert_cmpint(wait_atomic(&fan_a, 10), ==, 10);
+        g_assert_cmpint(wait_atomic(&fan_b, 10), ==, 10);
+        g_usleep(200 * 1000); /* a duplicate would show now */
+        g_assert_cmpint(atomic_load(&fan_a), ==, 10);
+        g_assert_cmpint(atomic_load(&fan_b), ==, 10);
+
+        subscribes = monitor_count(mon, "Subscribe", "t.fan", &me);
+        g_assert_cmpint(subscribes, ==, 2);
+        g_assert_nonnull(me);
+        /* monitor_count() consumed the Subscribes; the signals came after them. */
+        dbus_connection_close(mon);
+        dbus_connection_unref(mon);
+
+        rules = match_rules_of(me);
+        for (int round = 0; round < 20; round++) {
+                g_assert_cmpint(vfiipc_unregister("t.fan", NULL, NULL, "fan-a"), ==, VFIIPC_OK);
+                g_assert_cmpint(vfiipc_unregister("t.fan", NULL, NULL, "fan-b"), ==, VFIIPC_OK);
+                g_assert_cmpint(vfiipc_register("t.fan", cb_fan, &fan_a, 0, "fan-a"), ==,
+                                VFIIPC_OK);
+                g_assert_cmpint(vfiipc_register("t.fan", cb_fan, &fan_b, 0, "fan-b"), ==,
+                                VFIIPC_OK);
+        }
+        g_assert_cmpint(match_rules_of(me), ==, rules);
+        g_assert_cmpint(vfiipc_unregister("t.fan", NULL, NULL, "fan-a"), ==, VFIIPC_OK);
+        g_assert_cmpint(vfiipc_unregister("t.fan", NULL, NULL, "fan-b"), ==, VFIIPC_OK);
+        {
+                gint64 deadline = g_get_monotonic_time() + DEADLINE_US;
+                while (match_rules_of(me) != rules - 1 && g_get_monotonic_time() < deadline)
+                        g_usleep(10 * 1000);
+        }
+        g_assert_cmpint(match_rules_of(me), ==, rules - 1);
+        g_free(me);
+}
+
+/* The counts on the bus, separately: ten Broadcasts, no Deliver. */
+static void test_broadcast_no_deliver_on_the_bus(void)
+{
+        DBusConnection *mon;
+        int n = 0, d = 0;
+
+        atomic_store(&fan_a, 0);
+        g_assert_cmpint(vfiipc_register("t.fan2", cb_fan, &fan_a, 0, "fan-a"), ==, VFIIPC_OK);
+        g_assert_cmpint(vfiipc_register("t.fan2", cb_fan, &fan_a, 0, "fan-b"), ==, VFIIPC_OK);
+        mon = monitor_new();
+        for (int i = 0; i < 10; i++)
+                g_assert_cmpint(vfiipc_notify_text("*", "t.fan2", "1", 0, NULL), ==, VFIIPC_OK);
+        g_assert_cmpint(wait_atomic(&fan_a, 20), ==, 20);
+        for (int round = 0; round < 5; round++) {
+                DBusMessage *m;
+                while (dbus_connection_read_write(mon, 100) &&
+                       (m = dbus_connection_pop_message(mon))) {
+                        const char *a0, *a1, *a2;
+                        if (dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &a0, DBUS_TYPE_STRING,
+                                                  &a1, DBUS_TYPE_STRING, &a2, DBUS_TYPE_INVALID) &&
+                            streq(a2, "t.fan2")) {
+                                n += dbus_message_has_member(m, "Broadcast");
+                                d += dbus_message_has_member(m, "Deliver");
+                        }
+                        dbus_message_unref(m);
+                }
+        }
+        g_assert_cmpint(n, ==, 10);
+        g_assert_cmpint(d, ==, 0);
+        g_assert_cmpint(atomic_load(&fan_a), ==, 20);
+        vfiipc_unregister("t.fan2", NULL, NULL, "fan-a");
+        vfiipc_unregister("t.fan2", NULL, NULL, "fan-b");
+        dbus_connection_close(mon);
+        dbus_connection_unref(mon);
+}
+
+static void cb_forged_fan(void *data, const char *from, const char *to, const char *id,
+                          const json_t *param, unsigned flags)
+{
+        atomic_fetch_add(&forged_fan, 1);
+}
+
+/* A Broadcast sent by anyone but the broker is ignored: sent to everyone, the bus does not
+ * route it (the library's rule names the broker as sender); sent to each connection, the
+ * library drops it. */
+static void test_forged_broadcast_ignored(void)
+{
+        DBusConnection *c = dbus_connection_open_private(server.address, NULL);
+        const char *from = "evil", *to = "*", *id = "t.fan3", *json = "1";
+        dbus_uint32_t flags = 0;
+        dbus_uint64_t seq = 1;
+        char iface[WIRE_BROADCAST_INTERFACE_SIZE];
+        DBusMessage *m;
+
+        g_assert_nonnull(c);
+        g_assert_true(dbus_bus_register(c, NULL));
+        atomic_store(&forged_fan, 0);
+        g_assert_cmpint(vfiipc_register(id, cb_forged_fan, NULL, 0, NULL), ==, VFIIPC_OK);
+        wire_broadcast_interface(iface, id);
+        m = dbus_message_new_signal(VFIIPC_BROKER_PATH, iface, "Broadcast");
+        dbus_message_append_args(m, DBUS_TYPE_STRING, &from, DBUS_TYPE_STRING, &to,
+                                 DBUS_TYPE_STRING, &id, DBUS_TYPE_STRING, &json, DBUS_TYPE_UINT32,
+                                 &flags, DBUS_TYPE_UINT64, &seq, DBUS_TYPE_INVALID);
+        dbus_connection_send(c, m, NULL);
+        dbus_message_unref(m);
+        forge_to_all(c, VFIIPC_BROKER_PATH, iface, "Broadcast", DBUS_TYPE_STRING, &from,
+                     DBUS_TYPE_STRING, &to, DBUS_TYPE_STRING, &id, DBUS_TYPE_STRING, &json,
+                     DBUS_TYPE_UINT32, &flags, DBUS_TYPE_UINT64, &seq, DBUS_TYPE_INVALID);
+        g_assert_cmpint(vfiipc_notify_text("*", id, "2", 0, NULL), ==, VFIIPC_OK);
+        g_assert_cmpint(wait_atomic(&forged_fan, 1), ==, 1);
+        g_usleep(200 * 1000);
+        g_assert_cmpint(atomic_load(&forged_fan), ==, 1);
+        vfiipc_unregister(id, NULL, NULL, NULL);
+        dbus_connection_close(c);
+        dbus_connection_unref(c);
+}
+
+/* CBT-2 with the worker threads of lib/client/workers.h: a callback that blocks does not hold
+ * up the next one for more than a moment (the next starts on another thread). */
+static atomic_int block_release, blocked_started, after_block;
+static gint64 after_block_at;
+
+static void cb_block_then_count(void *data, const char *from, const char *to, const char *id,
+                                const json_t *param, unsigned flags)
+{
+        if (atomic_fetch_add(&blocked_started, 1) == 0) {
+                while (!atomic_load(&block_release))
+                        g_usleep(1000);
+                return;
+        }
+        after_block_at = g_get_monotonic_time();
+        atomic_fetch_add(&after_block, 1);
+}
+
+static void test_blocking_callback_does_not_hold_up_next(void)
+{
+        gint64 sent;
+
+        atomic_store(&block_release, 0);
+        atomic_store(&blocked_started, 0);
+        atomic_store(&after_block, 0);
+        g_assert_cmpint(vfiipc_register("t.block", cb_block_then_count, NULL, 0, NULL), ==,
+                        VFIIPC_OK);
+        g_assert_cmpint(vfiipc_notify_text("*", "t.block", "1", 0, NULL), ==, VFIIPC_OK);
+        g_assert_cmpint(wait_atomic(&blocked_started, 1), ==, 1);
+        sent = g_get_monotonic_time();
+        for (int i = 0; i < 5; i++)
+                g_assert_cmpint(vfiipc_notify_text("*", "t.block", "2", 0, NULL), ==, VFIIPC_OK);
+        g_assert_cmpint(wait_atomic(&after_block, 5), ==, 5);
+        g_assert_cmpint(atomic_load(&block_release), ==, 0); /* still blocked meanwhile */
+        /* Bounded by WORKERS_STALL_MS plus a thread start; generous for a loaded machine. */
+        g_assert_cmpint(after_block_at - sent, <, 2 * G_USEC_PER_SEC);
+        atomic_store(&block_release, 1);
+        vfiipc_unregister("t.block", NULL, NULL, NULL);
+}
+
 /* ---- G-68: server killed and restarted; a registered client receives again ---- */
 
 static atomic_int restart_count;
@@ -966,6 +1231,12 @@ int main(int argc, char **argv)
                         test_forged_broker_signals_ignored);
         g_test_add_func("/threads/observer-list-semantics", test_observer_list_semantics);
         g_test_add_func("/threads/server-restart-reregisters", test_server_restart_reregisters);
+        g_test_add_func("/threads/broadcast-by-bus-fan-out", test_broadcast_by_bus_fan_out);
+        g_test_add_func("/threads/broadcast-no-deliver-on-the-bus",
+                        test_broadcast_no_deliver_on_the_bus);
+        g_test_add_func("/threads/forged-broadcast-ignored", test_forged_broadcast_ignored);
+        g_test_add_func("/threads/blocking-callback-does-not-hold-up-next",
+                        test_blocking_callback_does_not_hold_up_next);
         g_test_add_func("/threads/server-killed-during-stream-20-times",
                         test_server_killed_during_stream_20_times);
         g_test_add_func("/threads/forked-child-starts-afresh", test_forked_child_starts_afresh);

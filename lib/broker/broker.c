@@ -42,6 +42,11 @@ static const char introspect_broker[] = INTROSPECT_DOCTYPE
     "   <arg name=\"id\" type=\"s\" direction=\"in\"/>\n"
     "   <arg name=\"priority\" type=\"i\" direction=\"in\"/>\n"
     "  </method>\n"
+    "  <method name=\"Subscribe\">\n"
+    "   <arg name=\"to\" type=\"s\" direction=\"in\"/>\n"
+    "   <arg name=\"id\" type=\"s\" direction=\"in\"/>\n"
+    "   <arg name=\"priority\" type=\"i\" direction=\"in\"/>\n"
+    "  </method>\n"
     "  <method name=\"Unregister\">\n"
     "   <arg name=\"to\" type=\"s\" direction=\"in\"/>\n"
     "   <arg name=\"id\" type=\"s\" direction=\"in\"/>\n"
@@ -56,6 +61,7 @@ static const char introspect_broker[] = INTROSPECT_DOCTYPE
     "  </method>\n"
     "  <method name=\"Ack\">\n"
     "   <arg name=\"count\" type=\"u\" direction=\"in\"/>\n"
+    "   <arg name=\"broadcast\" type=\"t\" direction=\"in\"/>\n"
     "   <annotation name=\"org.freedesktop.DBus.Method.NoReply\" value=\"true\"/>\n"
     "  </method>\n"
     "  <method name=\"AddObserver\"/>\n"
@@ -125,6 +131,7 @@ typedef struct sent_copy {
 typedef struct sent {
         size_t size;       /* approximately its bytes on the bus */
         sent_copy_t *copy; /* unicasts only */
+        uint64_t seq;      /* Broadcast signals only (peer_t.bbacklog): their sequence number */
 } sent_t;
 
 /* The unacknowledged signals of one connection, oldest first: a growable ring. */
@@ -146,7 +153,8 @@ typedef struct peer {
         bool gone;     /* its name was released: no unicast error can reach it */
         bool observer; /* AddObserver() */
         bool flow;     /* sent Ack: its signals are accounted (backlog) */
-        backlog_t backlog;
+        backlog_t backlog;  /* the signals addressed to it */
+        backlog_t bbacklog; /* the Broadcast signals it subscribed to (fast path) */
         bool remote;   /* called Remote1: an NFY peer's connection, for good (protocol.h) */
         bool cap_logged;       /* G-87: the 256 cap is logged once per connection */
         uint64_t bcast_mark;   /* the last broadcast it was sent (G-91: one per connection) */
@@ -226,7 +234,7 @@ static void backlog_clear(backlog_t *q)
 }
 
 /* copy is taken over (also on failure). -ENOMEM: not accounted (logged by the caller). */
-static int backlog_push(backlog_t *q, size_t size, sent_copy_t *copy, int64_t now)
+static int backlog_push(backlog_t *q, size_t size, sent_copy_t *copy, uint64_t seq, int64_t now)
 {
         if (q->len == q->cap) {
                 size_t cap = q->cap ? q->cap * 2 : 64;
@@ -245,7 +253,7 @@ static int backlog_push(backlog_t *q, size_t size, sent_copy_t *copy, int64_t no
         }
         if (q->len == 0)
                 q->progress_ms = now; /* a backlog starts: the stall clock starts */
-        q->v[(q->head + q->len) % q->cap] = (sent_t){.size = size, .copy = copy};
+        q->v[(q->head + q->len) % q->cap] = (sent_t){.size = size, .copy = copy, .seq = seq};
         q->len++;
         q->bytes += size;
         return 0;
@@ -253,26 +261,33 @@ static int backlog_push(backlog_t *q, size_t size, sent_copy_t *copy, int64_t no
 
 /* Stalled: it has unacknowledged signals and has acknowledged none for VFIIPC_STALL_MS, or its
  * backlog is above VFIIPC_BACKLOG_BYTES_MAX (protocol.h). Logged once per episode. */
-static bool peer_stalled(const broker_t *b, peer_t *p)
+static bool backlog_stalled(const broker_t *b, const backlog_t *q)
 {
-        int64_t now = b->now_ms;
-        backlog_t *q = &p->backlog;
-
-        if (!p->flow || q->len == 0)
-                return false;
         /* Time counts only once the broker has caught up with its input after the backlog
          * began: an Ack queued behind a flood that the broker itself has not read yet is no
          * sign of a stalled receiver. */
-        if ((b->caught_up_ms - q->progress_ms <= VFIIPC_STALL_MS) &&
-            q->bytes <= VFIIPC_BACKLOG_BYTES_MAX)
+        return q->len > 0 && (b->caught_up_ms - q->progress_ms > VFIIPC_STALL_MS ||
+                              q->bytes > VFIIPC_BACKLOG_BYTES_MAX);
+}
+
+static bool peer_stalled(const broker_t *b, peer_t *p)
+{
+        backlog_t *q = &p->backlog;
+
+        if (!p->flow)
                 return false;
-        if (!q->stalled) {
-                q->stalled = true;
+        if (!backlog_stalled(b, q)) {
+                q = &p->bbacklog;
+                if (!backlog_stalled(b, q))
+                        return false;
+        }
+        if (!p->backlog.stalled) {
+                p->backlog.stalled = true; /* the episode's flag and count live in backlog */
                 nfy_log(LOG_WARNING,
                         "%s is stalled (%zu signals, %zu bytes unacknowledged for %lld ms): it "
                         "gets no unicasts (next receiver or unicast error) and its broadcasts, "
                         "observations and unicast errors are dropped until it reads again",
-                        p->name, q->len, q->bytes, (long long)(now - q->progress_ms));
+                        p->name, q->len, q->bytes, (long long)(b->now_ms - q->progress_ms));
         }
         return true;
 }
@@ -317,6 +332,7 @@ static void peer_unref(void *data)
                 return;
         pending_ring_clear(&p->pending);
         backlog_clear(&p->backlog);
+        backlog_clear(&p->bbacklog);
         free(p->name);
         free(p);
 }
@@ -373,6 +389,7 @@ static void broker_forget(broker_t *b, const char *name)
                         }
                 }
                 backlog_clear(&p->backlog); /* tickets elsewhere may keep p for a long time */
+                backlog_clear(&p->bbacklog);
                 if (k)
                         nfy_log(LOG_NOTICE, "%s ended with %zu unicast(s) unacknowledged: re-routed",
                                 name, k);
@@ -401,7 +418,7 @@ static void signal_send(broker_t *b, DBusMessage *s, const char *member, const c
 /* Accounts a signal about to be sent to p (protocol.h, Ack); copy: a unicast's, taken over. */
 static void peer_account(broker_t *b, peer_t *p, size_t size, sent_copy_t *copy)
 {
-        if (p && p->flow && backlog_push(&p->backlog, size, copy, b->now_ms) < 0)
+        if (p && p->flow && backlog_push(&p->backlog, size, copy, 0, b->now_ms) < 0)
                 nfy_log(LOG_ERR, "out of memory: a signal to %s is not accounted", p->name);
         else if (!p || !p->flow)
                 free(copy);
@@ -502,18 +519,58 @@ static bool broker_out_allowed(broker_t *b, const note_t *n, int *out)
 /* DLV-1, DLV-4, DLV-7 (G-64): every registration of the ID, the sender's own included; remote
  * ones only if an out rule lets the notification out (§4.1), once per remote connection (G-91),
  * each with a ticket so that a returned broadcast is recognised and dropped (G-89). */
+/* protocol.h "Broadcast fast path": one Broadcast signal serves every subscribed registration
+ * of the ID, when there is one and none of their connections is stalled (a stalled one must
+ * not get it, and the bus cannot leave it out). */
+static bool broker_broadcast_fast(broker_t *b, const note_t *n)
+{
+        bool any = false;
+
+        for (const registration_t *reg = registry_first(b->registry, n->id); reg;
+             reg = registry_next(reg)) {
+                peer_t *rp;
+
+                if (!reg->subscribed)
+                        continue;
+                rp = g_hash_table_lookup(b->peers, reg->owner);
+                if (rp && peer_stalled(b, rp))
+                        return false;
+                any = true;
+        }
+        return any;
+}
+
 static void broker_broadcast(broker_t *b, const char *sender, const note_t *n)
 {
         const registration_t *reg;
         peer_t *submitter = NULL;
         uint64_t mark = ++b->bcast;
-        size_t k = 0;
+        bool fast = broker_broadcast_fast(b, n);
+        size_t k = 0, size = 0;
         int out = -1;
 
+        if (fast) {
+                size = signal_size(n->from, n->to, n->id, n->json);
+                signal_send(b, wire_broadcast(&b->wire, n->from, n->to, n->id, n->json, n->flags,
+                                              mark),
+                            "Broadcast", "subscribers");
+        }
         for (reg = registry_first(b->registry, n->id); reg; reg = registry_next(reg)) {
                 peer_t *rp = g_hash_table_lookup(b->peers, reg->owner);
                 uint64_t ticket = 0;
 
+                if (fast && reg->subscribed) {
+                        /* Its connection got the one Broadcast: accounted once (seq = mark). */
+                        if (rp && rp->flow && rp->bcast_mark != mark &&
+                            backlog_push(&rp->bbacklog, size, NULL, mark, b->now_ms) < 0)
+                                nfy_log(LOG_ERR, "out of memory: a broadcast to %s is not accounted",
+                                        rp->name);
+                        if (rp)
+                                rp->bcast_mark = mark;
+                        broker_observe(b, n, reg->receiver);
+                        k++;
+                        continue;
+                }
                 if (rp && peer_stalled(b, rp)) {
                         rp->backlog.dropped++; /* G-93: counted, logged on recovery */
                         continue;
@@ -532,7 +589,8 @@ static void broker_broadcast(broker_t *b, const char *sender, const note_t *n)
         }
         if (k == 0)
                 broker_observe(b, n, "");
-        nfy_log(LOG_DEBUG, "'%s' from '%s' to '*': %zu receiver(s)", n->id, n->from, k);
+        nfy_log(LOG_DEBUG, "'%s' from '%s' to '*': %zu receiver(s)%s", n->id, n->from, k,
+                fast ? ", by Broadcast" : "");
 }
 
 /* DLV-2, DLV-3, DLV-9, DLV-13: the best registration not tried yet, or the unicast error.
@@ -637,7 +695,7 @@ typedef struct call {
         const char *to, *id;   /* Register, Unregister */
         dbus_int32_t priority; /* Register */
         dbus_uint32_t count;   /* Ack */
-        dbus_uint64_t ticket;  /* Bounce; Remote1.Notify: the reference */
+        dbus_uint64_t ticket;  /* Bounce; Remote1.Notify: the reference; Ack: the broadcast */
 } call_t;
 
 /* ssssu */
@@ -687,10 +745,11 @@ static int args_unregister(DBusMessage *m, call_t *a, refusal_t *x)
         return check_id(x, "notification ID", a->id);
 }
 
-/* u */
+/* ut */
 static int args_ack(DBusMessage *m, call_t *a, refusal_t *x)
 {
-        if (!dbus_message_get_args(m, NULL, DBUS_TYPE_UINT32, &a->count, DBUS_TYPE_INVALID))
+        if (!dbus_message_get_args(m, NULL, DBUS_TYPE_UINT32, &a->count, DBUS_TYPE_UINT64,
+                                   &a->ticket, DBUS_TYPE_INVALID))
                 return refuse(x, VFIIPC_ERROR_INVALID_ARGS, "malformed arguments");
         return 0;
 }
@@ -765,22 +824,37 @@ static int method_bounce(broker_t *b, const call_t *a, const char *sender, refus
         return 0;
 }
 
-static int method_register(broker_t *b, const call_t *a, const char *sender, refusal_t *x)
+static int broker_register(broker_t *b, const call_t *a, const char *sender, bool subscribed,
+                           refusal_t *x)
 {
         const char *to = a->to, *id = a->id;
         dbus_int32_t priority = a->priority;
+        const registration_t *reg;
         int r;
 
-        r = registry_add(b->registry, sender, to, id, priority, false, NULL);
+        r = registry_add(b->registry, sender, to, id, priority, false, &reg);
         if (r == -ENOSPC)
                 return refuse(x, VFIIPC_ERROR_LIMITS,
                               "a connection may hold at most %u registrations",
                               VFIIPC_REGISTRATIONS_PER_PEER_MAX);
         if (r < 0)
                 return r;
-        nfy_log(LOG_INFO, "%s %s '%s' for '%s' with priority %d", sender,
-                r > 0 ? "re-registered" : "registered", id, to, (int)priority);
+        registry_set_subscribed(b->registry, reg, subscribed);
+        nfy_log(LOG_INFO, "%s %s '%s' for '%s' with priority %d%s", sender,
+                r > 0 ? "re-registered" : "registered", id, to, (int)priority,
+                subscribed ? ", broadcasts by its match rule" : "");
         return 0;
+}
+
+static int method_register(broker_t *b, const call_t *a, const char *sender, refusal_t *x)
+{
+        return broker_register(b, a, sender, false, x);
+}
+
+/* protocol.h "Broadcast fast path". */
+static int method_subscribe(broker_t *b, const call_t *a, const char *sender, refusal_t *x)
+{
+        return broker_register(b, a, sender, true, x);
 }
 
 static int method_unregister(broker_t *b, const call_t *a, const char *sender, refusal_t *x)
@@ -796,7 +870,7 @@ static int method_ack(broker_t *b, const call_t *a, const char *sender, refusal_
         dbus_uint32_t count = a->count;
         peer_t *p;
         sent_t e;
-        size_t k = 0;
+        size_t k = 0, j;
 
         p = peer_get(b, sender);
         if (!p)
@@ -809,6 +883,13 @@ static int method_ack(broker_t *b, const call_t *a, const char *sender, refusal_
         }
         if (k || !p->backlog.len)
                 p->backlog.progress_ms = b->now_ms;
+        /* Broadcasts by sequence number: one it got without being counted for it (it had just
+         * subscribed) acknowledges only what came before it. */
+        for (j = 0; p->bbacklog.len && p->bbacklog.v[p->bbacklog.head].seq <= a->ticket; j++)
+                backlog_pop(&p->bbacklog, &e);
+        if (j || !p->bbacklog.len)
+                p->bbacklog.progress_ms = b->now_ms;
+        k += j;
         if (k && p->backlog.stalled) {
                 nfy_log(LOG_WARNING,
                         "%s reads again; %" PRIu64 " signal(s) to it were dropped while it was "
@@ -952,8 +1033,9 @@ static const struct method methods[] = {
     {"Notify", "ssssu", args_note, method_notify}, /* first: the hot path */
     {"Bounce", "ssssut", args_note_ticket, method_bounce},
     {"Register", "ssi", args_register, method_register},
+    {"Subscribe", "ssi", args_register, method_subscribe},
     {"Unregister", "ss", args_unregister, method_unregister},
-    {"Ack", "u", args_ack, method_ack},
+    {"Ack", "ut", args_ack, method_ack},
     {"AddObserver", "", NULL, method_add_observer},
     {"RemoveObserver", "", NULL, method_remove_observer},
 };

@@ -333,6 +333,15 @@ int registry_add(registry_t *r, const char *owner, const char *to, const char *i
         return 0;
 }
 
+void registry_set_subscribed(registry_t *r, const registration_t *reg, bool subscribed)
+{
+        /* Every registration_t handed out is the pub member of a struct reg of r. */
+        struct reg *g = (struct reg *)((char *)reg - offsetof(struct reg, pub));
+
+        (void)r;
+        g->pub.subscribed = subscribed;
+}
+
 int registry_remove(registry_t *r, const char *owner, const char *to, const char *id)
 {
         struct reg key = {.pub = {.receiver = to, .id = id}};

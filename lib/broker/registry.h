@@ -28,6 +28,7 @@ typedef struct registration {
         int priority;         /* higher wins */
         uint64_t seq;         /* > 0, unique, grows with every add: identity and tie-break */
         bool remote;          /* the owner is a remote peer's connection (out rules apply) */
+        bool subscribed;      /* the owner gets this ID's broadcasts by its own match rule */
 } registration_t;
 
 /* max_per_owner bounds the registrations one owner may hold (VFIIPC_REGISTRATIONS_PER_PEER_MAX
@@ -41,6 +42,9 @@ registry_t *registry_free(registry_t *r); /* NULL-safe; returns NULL */
  * others (replacing is allowed at the limit), -ENOMEM. ret may be NULL. */
 int registry_add(registry_t *r, const char *owner, const char *to, const char *id, int priority,
                  bool remote, const registration_t **ret);
+
+/* Sets what registration_t.subscribed says (the broker's, protocol.h "Broadcast fast path"). */
+void registry_set_subscribed(registry_t *r, const registration_t *reg, bool subscribed);
 
 /* owner's (to, id) registration, or NULL. */
 const registration_t *registry_find(const registry_t *r, const char *owner, const char *to,

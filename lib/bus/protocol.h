@@ -12,9 +12,12 @@
  *       a receiver hands back a Deliver it has no callback for any more (DLV-12, G-89); the
  *       broker re-routes it to the next candidate or raises the unicast error (DLV-13).
  *       The content travels back with the ticket, so the broker keeps no payloads.
- *   Ack(u count) -> ()                              sent with NO_REPLY by the library
+ *   Subscribe(s to, s id, i priority) -> ()     Register, and this connection holds the match
+ *       rule for id's broadcasts (see "Broadcast fast path" below), added before this call.
+ *   Ack(u count, t broadcast) -> ()                 sent with NO_REPLY by the library
  *       flow accounting (G-93, stalled receivers): the connection has taken `count` more of
- *       the broker's signals off the bus, in order. The first Ack (count 0, right after
+ *       the broker's signals addressed to it off the bus, in order, and every Broadcast up to
+ *       sequence number `broadcast` (0: none yet). The first Ack (0, 0, right after
  *       connecting) turns accounting on for the connection; then the broker keeps, per
  *       connection, the unacknowledged signals' sizes and a copy of each unacknowledged
  *       unicast. A connection with unacknowledged signals that has acknowledged nothing for
@@ -37,6 +40,28 @@
  *   Observed(s from, s to, s id, u flags)        to = resolved receiver or "" (DLV-6, DLV-7)
  *   UnicastError(s from, s to, s id, s json, u flags)   to the submitting connection (DLV-10)
  * Clients accept these only from the current owner of VFIIPC_BROKER_NAME.
+ *
+ * Broadcast fast path (issue #7: let the bus fan out): a broadcast ("*") is one signal
+ *   Broadcast(s from, s to, s id, s json, u flags, t seq)
+ * without destination, on VFIIPC_BROKER_PATH and the ID's own interface
+ * VFIIPC_BROADCAST_INTERFACE_PREFIX "x" + 16 hex digits of the ID's 64-bit FNV-1a hash
+ * (lib/bus/wire.c): dbus-daemon indexes match rules by interface, so routing one costs the
+ * same however many IDs others subscribed. seq grows with every broadcast. A client that
+ * registers an ID first adds the match rule
+ *   type='signal',sender=VFIIPC_BROKER_NAME,path=VFIIPC_BROKER_PATH,interface=<the ID's>,
+ *   member='Broadcast'
+ * and then calls Subscribe instead of Register (the bus handles a connection's messages in
+ * order, so the rule is in place before the broker counts the registration); it removes the
+ * rule only after the broker has answered the Unregister of the ID's last registration, so
+ * every Broadcast sent while the broker counted it has arrived. The receiving client runs the
+ * notification for each of its registrations of that ID, as if each had got a Deliver (DLV-1,
+ * DLV-4), and ignores a Broadcast of an ID it holds no registration for (the hash may
+ * collide, and a rule outlives the last registration a little). The broker sends the
+ * Broadcast when a subscribed registration of an accounted connection is among the ID's
+ * receivers and none of those connections is stalled; else, and for every registration
+ * that is not subscribed (raw clients, remote peers), it sends Deliver as before. Observers
+ * get one Observed per receiving registration either way (DLV-6). A client keeps at most
+ * VFIIPC_BROADCAST_MATCHES_MAX such rules and registers further IDs with Register.
  *
  * Remote peers (notification-service.md §6–8, G-82…G-94): the NFY gateway (lib/remote/gateway.c,
  * its own process) opens one bus connection per TCP peer, so that connection is the peer's
@@ -71,6 +96,7 @@
 #define VFIIPC_BROKER_INTERFACE "io.vfiipc.Broker1"
 
 #define VFIIPC_REMOTE_INTERFACE "io.vfiipc.Remote1"
+#define VFIIPC_BROADCAST_INTERFACE_PREFIX "io.vfiipc.Broadcast1."
 
 #define VFIIPC_CLIENT_PATH "/io/vfiipc/Client1"
 #define VFIIPC_CLIENT_INTERFACE "io.vfiipc.Client1"
@@ -90,6 +116,8 @@
                                                         * the bus's max_outgoing_bytes (256 MiB) */
 #define VFIIPC_REMOTE_REGISTRATIONS_MAX 256u    /* over all remote connections (LIM-1, G-87) */
 #define VFIIPC_REMOTE_CONNECTIONS_MAX 64u       /* TCP peers of the gateway at once (G-94) */
+#define VFIIPC_BROADCAST_MATCHES_MAX 1024u      /* a client's broadcast match rules; below the
+                                                 * bus's max_match_rules_per_connection */
 
 /* Environment: the bus address (design.md "The private bus") and the bus config override. */
 #define VFIIPC_ENV_BUS_ADDRESS "VFIIPC_BUS_ADDRESS"

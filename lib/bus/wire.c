@@ -4,6 +4,8 @@
  * field array a(yv), padding to 8, the body. Every value is aligned to its size relative to
  * the message start; the body starts 8-aligned, so that is also body-relative. */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,6 +133,7 @@ static void put_field(wire_t *w, uint8_t code, const char *type, const char *val
 static void wire_begin(wire_t *w, uint8_t type, const char *path, const char *interface,
                        const char *dest, const char *member, const char *signature)
 {
+        /* dest NULL: a signal to every connection whose match rule selects it (Broadcast). */
         const uint8_t fixed[4] = {WIRE_ENDIAN, type, WIRE_FLAG_NO_REPLY_EXPECTED, 1};
 
         w->len = 0;
@@ -142,7 +145,8 @@ static void wire_begin(wire_t *w, uint8_t type, const char *path, const char *in
         put_field(w, WIRE_FIELD_PATH, "o", path);
         put_field(w, WIRE_FIELD_INTERFACE, "s", interface);
         put_field(w, WIRE_FIELD_MEMBER, "s", member);
-        put_field(w, WIRE_FIELD_DESTINATION, "s", dest);
+        if (dest)
+                put_field(w, WIRE_FIELD_DESTINATION, "s", dest);
         put_field(w, WIRE_FIELD_SIGNATURE, "g", signature);
         /* The header ends with the signature field; padding to 8 separates the body. */
         w->fields_end = w->len;
@@ -212,6 +216,33 @@ DBusMessage *wire_deliver(wire_t *w, const char *dest, const char *from, const c
         put_u32(w, flags);
         put_str(w, receiver);
         put_u64(w, ticket);
+        return wire_end(w);
+}
+
+void wire_broadcast_interface(char buf[WIRE_BROADCAST_INTERFACE_SIZE], const char *id)
+{
+        uint64_t h = 0xcbf29ce484222325u; /* FNV-1a, 64 bits */
+
+        for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+                h = (h ^ *p) * 0x100000001b3u;
+        snprintf(buf, WIRE_BROADCAST_INTERFACE_SIZE, "%sx%016" PRIx64,
+                 VFIIPC_BROADCAST_INTERFACE_PREFIX, h);
+}
+
+DBusMessage *wire_broadcast(wire_t *w, const char *from, const char *to, const char *id,
+                            const char *json, uint32_t flags, uint64_t seq)
+{
+        char iface[WIRE_BROADCAST_INTERFACE_SIZE];
+
+        wire_broadcast_interface(iface, id);
+        wire_begin(w, WIRE_TYPE_SIGNAL, VFIIPC_BROKER_PATH, iface, NULL, "Broadcast",
+                   "ssssut");
+        put_str(w, from);
+        put_str(w, to);
+        put_str(w, id);
+        put_str(w, json);
+        put_u32(w, flags);
+        put_u64(w, seq);
         return wire_end(w);
 }
 

@@ -22,6 +22,8 @@
 
 #include <dbus/dbus.h>
 
+#include "bus/protocol.h"
+
 #define WIRE_SERIAL_FIRST 0x80000000u
 
 typedef struct wire {
@@ -44,6 +46,13 @@ DBusMessage *wire_notify(wire_t *w, const char *from, const char *to, const char
 DBusMessage *wire_deliver(wire_t *w, const char *dest, const char *from, const char *to,
                           const char *id, const char *json, uint32_t flags, const char *receiver,
                           uint64_t ticket);
+/* Broadcast(from, to, id, json, flags, seq) without destination, on VFIIPC_BROKER_PATH and the
+ * notification ID's broadcast interface (protocol.h "Broadcast fast path"). */
+DBusMessage *wire_broadcast(wire_t *w, const char *from, const char *to, const char *id,
+                            const char *json, uint32_t flags, uint64_t seq);
+/* The interface a notification ID's Broadcast signals use: the prefix and a 64-bit hash. */
+#define WIRE_BROADCAST_INTERFACE_SIZE (sizeof(VFIIPC_BROADCAST_INTERFACE_PREFIX) + 17)
+void wire_broadcast_interface(char buf[WIRE_BROADCAST_INTERFACE_SIZE], const char *id);
 DBusMessage *wire_observed(wire_t *w, const char *dest, const char *from, const char *to,
                            const char *id, uint32_t flags);
 DBusMessage *wire_unicast_error(wire_t *w, const char *dest, const char *from, const char *to,

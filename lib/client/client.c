@@ -13,6 +13,7 @@
 #include "bus/protocol.h"
 #include "bus/wire.h"
 #include "client/client.h"
+#include "client/workers.h"
 #include "core/log.h"
 #include "json/json-text.h"
 #include "vfiipc/notify.h"
@@ -21,10 +22,15 @@
 #define BACKOFF_MIN_MS 50   /* G-68: reconnect with back-off, 50 ms doubling … */
 #define BACKOFF_MAX_MS 1000 /* … to 1 s: back within 2 s of a restart (issue #8) */
 /* Flow accounting (protocol.h, Ack): the broker's signals are acknowledged per batch that the
- * dispatcher took off the bus, at most ACK_BATCH at a time, and the batch's callbacks start
- * only once its Ack is written. So what the broker has not seen acknowledged has certainly not
- * reached a callback, and re-routing it when this process dies is never a duplicate. */
+ * dispatcher took off the bus. A batch with a unicast the broker could re-route (a Deliver with
+ * a ticket) is acknowledged at once, and its callbacks start only once the Ack is written: so
+ * what the broker has not seen acknowledged has certainly not reached a callback, and
+ * re-routing it when this process dies is never a duplicate. Anything else (broadcasts,
+ * observations, unicast errors: never re-routed) starts at once and is acknowledged with the
+ * next such batch, after ACK_BATCH signals, or ACK_LAZY_MS after it arrived — well inside
+ * VFIIPC_STALL_MS — which spares the bus and the broker one message per delivery. */
 #define ACK_BATCH 64u
+#define ACK_LAZY_MS 50
 /* A sender waits while more than this is queued on its connection: an Ack queued behind a
  * burst of the process's own Notifies would reach the broker seconds late, and the broker
  * would take a busy receiver for a stalled one (VFIIPC_STALL_MS) and drop what is meant for it. */
@@ -54,6 +60,16 @@ typedef struct slot {
         char *to, *id;    /* SLOT_NOTIFY: the registration's key */
         int priority;
 } slot_t;
+
+/* A notification ID this process holds registrations of, and its broadcast match rule
+ * (protocol.h "Broadcast fast path"). Changed under send_lock and lock, so the rule's
+ * AddMatch/RemoveMatch and the Subscribe/Unregister they guard go out in the order decided. */
+typedef struct topic {
+        char *id;
+        GPtrArray *slots;  /* slot_t of this ID in client.regs, no references */
+        bool matched;      /* its match rule is on the current connection */
+        unsigned releases; /* Unregisters in flight whose answer may remove the rule */
+} topic_t;
 
 /* What a worker runs: one callback invocation for one received signal. */
 typedef struct task {
@@ -85,9 +101,12 @@ static struct client {
         char *broker; /* unique name of the broker: the only accepted signal sender */
         char *app_id;
         GHashTable *regs;     /* (to, id) → slot_t*, SLOT_NOTIFY */
+        GHashTable *topics;   /* id → topic_t: the registrations of each ID, its match rule */
+        unsigned n_matches;   /* topics with matched set (VFIIPC_BROADCAST_MATCHES_MAX) */
+        unsigned gen;         /* counts connections: match rules belong to one */
         GPtrArray *errors;    /* slot_t*, SLOT_ERROR */
         GPtrArray *observers; /* slot_t*, SLOT_OBSERVER */
-        GThreadPool *pool;
+        workers_t *pool;
 } client = {
         .lock = PTHREAD_MUTEX_INITIALIZER,
         .changed = PTHREAD_COND_INITIALIZER,
@@ -110,7 +129,11 @@ static pthread_once_t client_once = PTHREAD_ONCE_INIT;
  * until the Ack is written: dispatcher thread only (before the dispatcher starts, the thread
  * that connects). */
 static struct ack_state {
-        dbus_uint32_t unacked;
+        dbus_uint32_t unacked;         /* signals addressed to this connection */
+        unsigned batch;                /* signals of either kind since the last Ack */
+        bool urgent;                   /* held: a Deliver with a ticket (see ACK_BATCH) */
+        int64_t due_ms;                /* when the Ack must go out at the latest; 0: none due */
+        dbus_uint64_t bseq, bseq_acked; /* the last Broadcast taken off the bus, acknowledged */
         unsigned serial; /* of the last Ack sent */
         GQueue held; /* task_t, in arrival order */
 } ack;
@@ -181,6 +204,65 @@ static slot_t *regs_lookup(const char *to, const char *id)
         return client.regs ? g_hash_table_lookup(client.regs, &probe) : NULL;
 }
 
+static void topic_free(void *p)
+{
+        topic_t *t = p;
+
+        if (!t)
+                return;
+        g_ptr_array_unref(t->slots);
+        free(t->id);
+        free(t);
+}
+
+/* Called with client.lock. NULL when out of memory. */
+static topic_t *topic_get_locked(const char *id)
+{
+        topic_t *t;
+
+        if (!client.topics)
+                client.topics = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, topic_free);
+        t = g_hash_table_lookup(client.topics, id);
+        if (t)
+                return t;
+        t = calloc(1, sizeof(*t));
+        if (!t || !(t->id = strdup(id))) {
+                free(t);
+                return NULL;
+        }
+        t->slots = g_ptr_array_new();
+        g_hash_table_insert(client.topics, t->id, t);
+        return t;
+}
+
+/* Forgets a topic that has no registration, no rule and nothing in flight. client.lock. */
+static void topic_gc_locked(topic_t *t)
+{
+        if (t && t->slots->len == 0 && !t->matched && t->releases == 0)
+                g_hash_table_remove(client.topics, t->id);
+}
+
+/* AddMatch or RemoveMatch of the rule for id's Broadcast signals, to the bus driver. */
+static DBusMessage *match_message_new(const char *method, const char *id)
+{
+        char iface[WIRE_BROADCAST_INTERFACE_SIZE], rule[256 + WIRE_BROADCAST_INTERFACE_SIZE];
+        const char *p = rule;
+        DBusMessage *m;
+
+        wire_broadcast_interface(iface, id);
+        snprintf(rule, sizeof(rule),
+                 "type='signal',sender='" VFIIPC_BROKER_NAME "',path='" VFIIPC_BROKER_PATH
+                 "',interface='%s',member='Broadcast'",
+                 iface);
+        m = dbus_message_new_method_call(DBUS_SERVICE_DBUS, DBUS_PATH_DBUS, DBUS_INTERFACE_DBUS,
+                                         method);
+        if (m && !dbus_message_append_args(m, DBUS_TYPE_STRING, &p, DBUS_TYPE_INVALID)) {
+                dbus_message_unref(m);
+                m = NULL;
+        }
+        return m;
+}
+
 /* UNREG-4, UE-7, OBS-7: returns when none of the slots runs (except on this very thread). */
 static void slots_wait(slot_t *const *v, size_t n)
 {
@@ -193,7 +275,7 @@ static void slots_wait(slot_t *const *v, size_t n)
 
 /* ---- process set-up ---------------------------------------------------------------------- */
 
-static void task_run(gpointer p, gpointer unused);
+static void task_run(void *p);
 
 /* fork() while another thread changes the state would hand the child a half-done change. */
 static void client_atfork_prepare(void)
@@ -227,6 +309,8 @@ static void client_atfork_child(void)
         client.conn = NULL;
         client.broker = NULL;
         client.regs = NULL;
+        client.topics = NULL;
+        client.n_matches = 0;
         client.errors = NULL;
         client.observers = NULL;
         client.pool = NULL;
@@ -243,8 +327,6 @@ static void client_once_init(void)
 /* Tables and worker pool, created on first use (LIFE-1, G-77). Called with client.lock. */
 static int client_tables_ensure(void)
 {
-        GError *error = NULL;
-
         if (client.pool)
                 return 0;
         if (!client.regs)
@@ -254,17 +336,11 @@ static int client_tables_ensure(void)
                 client.errors = g_ptr_array_new_with_free_func((GDestroyNotify)slot_unref);
         if (!client.observers)
                 client.observers = g_ptr_array_new_with_free_func((GDestroyNotify)slot_unref);
-        /* CBT-1/CBT-2: unlimited, non-exclusive: a new thread whenever none is idle, so no
-         * invocation ever waits for another; idle threads exit (GLib's idle timeout). */
-        client.pool = g_thread_pool_new(task_run, NULL, -1, FALSE, &error);
-        /* Idle threads of shared pools otherwise park in a process-wide GLib queue that a
-         * fork()ed child inherits without its threads: the child's first callback would be
-         * handed to a thread that does not exist. With no parking, idle threads just exit
-         * (after GLib's half-second wait for more work). Process-wide, costs only speed. */
-        g_thread_pool_set_max_unused_threads(0);
-        if (!client.pool) {
-                nfycl_log(LOG_ERR, "cannot create callback threads: %s", error->message);
-                g_error_free(error);
+        /* CBT-1/CBT-2: as many threads as callbacks run at once; one waits for another at most
+         * WORKERS_STALL_MS (lib/client/workers.h); idle threads exit. A fork()ed child starts
+         * with none (client_atfork_child). */
+        if (workers_new(task_run, &client.pool) < 0) {
+                nfycl_log(LOG_ERR, "cannot create callback threads: out of memory");
                 return -ENOMEM;
         }
         return 0;
@@ -456,6 +532,15 @@ static int broker_call_finish(call_t *call)
         return r;
 }
 
+/* broker_call_start() for a message that could not be built (NULL: out of memory). */
+static void broker_call_start_or_fail(DBusConnection *c, DBusMessage *m, call_t *call)
+{
+        if (m)
+                broker_call_start(c, m, call);
+        else
+                *call = (call_t){.error = -ENOMEM};
+}
+
 /* Sends a call and waits for the broker's answer. Takes m. */
 static int broker_call(DBusConnection *c, DBusMessage *m)
 {
@@ -465,9 +550,11 @@ static int broker_call(DBusConnection *c, DBusMessage *m)
         return broker_call_finish(&call);
 }
 
-static DBusMessage *register_message_new(const char *to, const char *id, int priority)
+/* subscribe: Subscribe instead of Register (protocol.h "Broadcast fast path"). */
+static DBusMessage *register_message_new(bool subscribe, const char *to, const char *id,
+                                         int priority)
 {
-        DBusMessage *m = broker_call_new("Register");
+        DBusMessage *m = broker_call_new(subscribe ? "Subscribe" : "Register");
         dbus_int32_t prio = priority;
 
         if (m && !dbus_message_append_args(m, DBUS_TYPE_STRING, &to, DBUS_TYPE_STRING, &id,
@@ -478,9 +565,10 @@ static DBusMessage *register_message_new(const char *to, const char *id, int pri
         return m;
 }
 
-static int broker_register_send(DBusConnection *c, const char *to, const char *id, int priority)
+static int broker_register_send(DBusConnection *c, bool subscribe, const char *to, const char *id,
+                                int priority)
 {
-        DBusMessage *m = register_message_new(to, id, priority);
+        DBusMessage *m = register_message_new(subscribe, to, id, priority);
 
         return m ? broker_send(c, m) : -ENOMEM;
 }
@@ -513,6 +601,146 @@ static void broker_bounce(DBusConnection *c, const task_t *t)
         broker_send(c, m);
 }
 
+/* ---- broadcast match rules (protocol.h "Broadcast fast path") --------------------------------- */
+
+static DBusMessage *unregister_message_new(const char *to, const char *id);
+
+/* An Unregister whose answer may remove the ID's rule: by then the broker counts no
+ * subscription of ours any more, and every Broadcast it sent before has arrived. */
+typedef struct release {
+        unsigned gen;
+        char id[]; /* the topic's */
+} release_t;
+
+static void topic_released(DBusPendingCall *pending, void *data)
+{
+        const release_t *rel = data;
+        DBusConnection *c = NULL;
+        topic_t *t = NULL;
+
+        (void)pending;
+        pthread_mutex_lock(&client.send_lock);
+        pthread_mutex_lock(&client.lock);
+        if (rel->gen == client.gen && client.topics)
+                t = g_hash_table_lookup(client.topics, rel->id);
+        if (t && t->releases > 0 && --t->releases == 0 && t->slots->len == 0 && t->matched) {
+                t->matched = false;
+                client.n_matches--;
+                c = client.conn ? dbus_connection_ref(client.conn) : NULL;
+        }
+        topic_gc_locked(t);
+        pthread_mutex_unlock(&client.lock);
+        if (c) {
+                DBusMessage *m = match_message_new("RemoveMatch", rel->id);
+                if (m)
+                        broker_send(c, m);
+                dbus_connection_unref(c);
+        }
+        pthread_mutex_unlock(&client.send_lock);
+}
+
+/* Takes s out of its topic. True when that was the last registration of a topic with a rule:
+ * the caller must then send its Unregister with topic_release_send() (t->releases counts it
+ * already). Called with send_lock and client.lock. */
+static bool topic_slot_remove_locked(slot_t *s)
+{
+        topic_t *t = client.topics ? g_hash_table_lookup(client.topics, s->id) : NULL;
+
+        if (!t)
+                return false;
+        g_ptr_array_remove(t->slots, s);
+        if (t->slots->len == 0 && t->matched) {
+                t->releases++;
+                return true;
+        }
+        topic_gc_locked(t);
+        return false;
+}
+
+/* Unregister(to, id) with topic_released() on its answer. Called with send_lock, not lock
+ * (libdbus may run the notification at once). */
+static void topic_release_send(DBusConnection *c, const char *to, const char *id, unsigned gen)
+{
+        DBusMessage *m = unregister_message_new(to, id);
+        DBusPendingCall *pending = NULL;
+        release_t *rel = malloc(sizeof(*rel) + strlen(id) + 1);
+
+        if (rel) {
+                rel->gen = gen;
+                strcpy(rel->id, id);
+        }
+        if (m && rel && dbus_connection_send_with_reply(c, m, &pending, CALL_TIMEOUT_MS)) {
+                if (pending && dbus_pending_call_set_notify(pending, topic_released, rel, free)) {
+                        dbus_pending_call_unref(pending);
+                        dbus_message_unref(m);
+                        return;
+                }
+                if (pending) {
+                        dbus_pending_call_cancel(pending);
+                        dbus_pending_call_unref(pending);
+                }
+        } else if (m) {
+                broker_send(c, dbus_message_ref(m)); /* at least the Unregister, unanswered */
+        }
+        /* Not watched: the rule stays until the connection ends (harmless: a Broadcast of an
+         * ID without registrations is ignored). */
+        free(rel);
+        if (m)
+                dbus_message_unref(m);
+        pthread_mutex_lock(&client.lock);
+        if (gen == client.gen && client.topics) {
+                topic_t *t = g_hash_table_lookup(client.topics, id);
+                if (t && t->releases)
+                        t->releases--;
+        }
+        pthread_mutex_unlock(&client.lock);
+}
+
+/* The AddMatch for id failed (out of memory on the bus): its registrations go back to
+ * Register, and its broadcasts come as Deliver. Called with send_lock. */
+static void topic_match_failed(DBusConnection *c, const char *id, unsigned gen)
+{
+        GPtrArray *v = g_ptr_array_new_with_free_func((GDestroyNotify)slot_unref);
+        topic_t *t = NULL;
+
+        pthread_mutex_lock(&client.lock);
+        if (gen == client.gen && client.topics)
+                t = g_hash_table_lookup(client.topics, id);
+        if (t && t->matched) {
+                t->matched = false;
+                client.n_matches--;
+                for (guint i = 0; i < t->slots->len; i++)
+                        g_ptr_array_add(v, slot_ref(g_ptr_array_index(t->slots, i)));
+        }
+        topic_gc_locked(t);
+        pthread_mutex_unlock(&client.lock);
+        nfycl_log(LOG_WARNING, "cannot add the broadcast rule for '%s': using Register", id);
+        for (guint i = 0; i < v->len; i++) {
+                slot_t *s = g_ptr_array_index(v, i);
+                broker_register_send(c, false, s->to, s->id, s->priority);
+        }
+        g_ptr_array_unref(v);
+}
+
+/* A new connection holds no rules. Called with send_lock and client.lock. */
+static void topics_reset_locked(void)
+{
+        GHashTableIter it;
+        topic_t *t;
+
+        client.gen++;
+        client.n_matches = 0;
+        if (!client.topics)
+                return;
+        g_hash_table_iter_init(&it, client.topics);
+        while (g_hash_table_iter_next(&it, NULL, (gpointer *)&t)) {
+                t->matched = false;
+                t->releases = 0;
+                if (t->slots->len == 0)
+                        g_hash_table_iter_remove(&it);
+        }
+}
+
 static DBusConnection *client_conn_ref(void)
 {
         DBusConnection *c;
@@ -533,7 +761,7 @@ static void task_free(task_t *t)
 }
 
 /* Worker thread: one invocation (CBT-1). */
-static void task_run(gpointer p, gpointer unused)
+static void task_run(void *p)
 {
         task_t *t = p;
         slot_t *s = t->slot;
@@ -610,43 +838,73 @@ static void task_push(slot_t *s, DBusMessage *m, const char *from, const char *t
 /* Writes the Ack for what was taken off the bus, then starts the held callbacks. ORD-3: pushed
  * in arrival order (only the dispatcher pushes), so callbacks start in that order. Not under
  * client.lock: a push may start a thread, and workers need the lock to begin. */
+static DBusMessage *ack_message_new(dbus_uint32_t count, dbus_uint64_t broadcast)
+{
+        DBusMessage *m = broker_call_new("Ack");
+
+        if (m && !dbus_message_append_args(m, DBUS_TYPE_UINT32, &count, DBUS_TYPE_UINT64,
+                                           &broadcast, DBUS_TYPE_INVALID)) {
+                dbus_message_unref(m);
+                m = NULL;
+        }
+        return m;
+}
+
+static int64_t ack_clock_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Sends the Ack when it is due (see ACK_BATCH), then starts the held callbacks. */
 static void ack_release(DBusConnection *c)
 {
-        GThreadPool *pool;
+        workers_t *pool;
         task_t *t;
 
-        if (ack.unacked) {
-                DBusMessage *m = broker_call_new("Ack");
+        if ((ack.unacked || ack.bseq != ack.bseq_acked) &&
+            (ack.urgent || ack.batch >= ACK_BATCH || ack_clock_ms() >= ack.due_ms)) {
+                DBusMessage *m = ack_message_new(ack.unacked, ack.bseq);
 
-                if (m && dbus_message_append_args(m, DBUS_TYPE_UINT32, &ack.unacked,
-                                                  DBUS_TYPE_INVALID)) {
+                if (m) {
                         unsigned n = ++ack.serial;
                         bool tracked = dbus_message_set_data(m, ack_slot, (void *)(uintptr_t)n,
                                                              ack_gone);
 
                         broker_send(c, m);
-                        /* Written before any of these callbacks can start (see ACK_BATCH). Not
-                         * a flush, which also waits for what other threads queue meanwhile: a
-                         * busy sender thread would keep this one from ever reading. */
-                        while (tracked && atomic_load(&ack_written) < n &&
+                        /* Written before any of these callbacks can start. Not a flush, which
+                         * also waits for what other threads queue meanwhile: a busy sender
+                         * thread would keep this one from ever reading. */
+                        while (ack.urgent && tracked && atomic_load(&ack_written) < n &&
                                dbus_connection_get_is_connected(c))
                                 dbus_connection_read_write(c, 10);
-                        if (!tracked)
+                        if (ack.urgent && !tracked)
                                 dbus_connection_flush(c);
-                } else if (m)
-                        dbus_message_unref(m);
+                }
                 ack.unacked = 0;
+                ack.bseq_acked = ack.bseq;
+                ack.batch = 0;
+                ack.due_ms = 0;
         }
+        ack.urgent = false;
         if (g_queue_is_empty(&ack.held))
                 return;
         pthread_mutex_lock(&client.lock);
         pool = client.pool;
         pthread_mutex_unlock(&client.lock);
-        while ((t = g_queue_pop_head(&ack.held))) {
+        while (!g_queue_is_empty(&ack.held)) {
+                void *v[ACK_BATCH];
+                size_t n = 0;
+
+                while (n < ACK_BATCH && (t = g_queue_pop_head(&ack.held)))
+                        v[n++] = t;
                 if (pool)
-                        g_thread_pool_push(pool, t, NULL);
+                        workers_push(pool, v, n); /* one hand-off for the batch */
                 else
-                        task_free(t);
+                        for (size_t i = 0; i < n; i++)
+                                task_free(v[i]);
         }
 }
 
@@ -669,13 +927,48 @@ static void on_deliver(DBusConnection *c, DBusMessage *m)
         if (s)
                 slot_ref(s);
         pthread_mutex_unlock(&client.lock);
-        if (s)
+        if (s) {
                 task_push(s, m, from, to, id, json, flags, ticket);
-        else if (ticket) {
+                if (ticket)
+                        ack.urgent = true;
+        } else if (ticket) {
                 task_t t = {.from = from, .to = to, .id = id, .json = json, .flags = flags,
                             .ticket = ticket};
                 broker_bounce(c, &t);
         }
+}
+
+/* protocol.h "Broadcast fast path": one signal for all of this process's registrations of the
+ * ID, each run as if it had got its own Deliver (DLV-1, DLV-4). */
+static void on_broadcast(DBusMessage *m)
+{
+        const char *from, *to, *id, *json;
+        dbus_uint32_t flags;
+        dbus_uint64_t seq;
+        slot_t **v = NULL;
+        topic_t *topic;
+        guint n = 0;
+
+        if (!dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &from, DBUS_TYPE_STRING, &to,
+                                   DBUS_TYPE_STRING, &id, DBUS_TYPE_STRING, &json,
+                                   DBUS_TYPE_UINT32, &flags, DBUS_TYPE_UINT64, &seq,
+                                   DBUS_TYPE_INVALID)) {
+                nfycl_log(LOG_WARNING, "ignoring malformed Broadcast");
+                return;
+        }
+        ack.bseq = seq; /* the last one taken: they come in order from one broker */
+        pthread_mutex_lock(&client.lock);
+        topic = client.topics ? g_hash_table_lookup(client.topics, id) : NULL;
+        if (topic && topic->slots->len) {
+                v = g_new(slot_t *, topic->slots->len);
+                for (guint i = 0; i < topic->slots->len; i++)
+                        v[n++] = slot_ref(g_ptr_array_index(topic->slots, i));
+        }
+        pthread_mutex_unlock(&client.lock);
+        /* None: a hash collision, or a rule that outlives the last registration a little. */
+        for (guint i = 0; i < n; i++)
+                task_push(v[i], m, from, to, id, json, flags, 0);
+        g_free(v);
 }
 
 /* Unicast errors and observations go to every callback of the list (UE-5, OBS-4). */
@@ -742,8 +1035,10 @@ static void on_broker_owner_changed(DBusConnection *c, DBusMessage *m)
         free(client.broker);
         client.broker = *new_owner ? strdup(new_owner) : NULL;
         pthread_mutex_unlock(&client.lock);
-        /* A new broker on the same bus knows nothing of us: register everything again. */
+        /* A new broker on the same bus knows nothing of us: register everything again. Its
+         * Broadcasts count from 1 again. */
         if (restarted) {
+                ack.bseq = ack.bseq_acked = 0;
                 nfycl_log(LOG_NOTICE, "server restarted on the bus, registering again");
                 pthread_mutex_lock(&client.send_lock);
                 reregister_all(c);
@@ -753,23 +1048,40 @@ static void on_broker_owner_changed(DBusConnection *c, DBusMessage *m)
 
 static void ack_count(DBusConnection *c)
 {
-        if (++ack.unacked >= ACK_BATCH)
+        if (ack.due_ms == 0)
+                ack.due_ms = ack_clock_ms() + ACK_LAZY_MS;
+        if (++ack.batch >= ACK_BATCH)
                 ack_release(c);
 }
 
-/* The loop's idle hook: everything queued is dispatched, so the batch ends here. */
+/* The loop's idle hook: everything queued is dispatched, so the batch ends here; and while
+ * callbacks wait to start, the workers are checked every WORKERS_STALL_MS. */
 static int ack_idle(void *data)
 {
+        workers_t *pool;
+        int wait;
+
         ack_release(data);
-        return -1;
+        pthread_mutex_lock(&client.lock);
+        pool = client.pool;
+        pthread_mutex_unlock(&client.lock);
+        wait = workers_check(pool);
+        if (ack.due_ms) {
+                int64_t left = ack.due_ms - ack_clock_ms();
+                int due = left > 0 ? (int)left : 0;
+
+                if (wait < 0 || due < wait)
+                        wait = due;
+        }
+        return wait;
 }
 
 /* Dispatcher thread: routes signals; application code never runs here. */
 static DBusHandlerResult client_filter(DBusConnection *c, DBusMessage *m, void *userdata)
 {
         const char *sender = dbus_message_get_sender(m);
-        const char *member;
-        bool trusted;
+        const char *member, *iface;
+        bool trusted, broadcast;
 
         if (dbus_message_get_type(m) != DBUS_MESSAGE_TYPE_SIGNAL || !sender)
                 return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
@@ -778,7 +1090,10 @@ static DBusHandlerResult client_filter(DBusConnection *c, DBusMessage *m, void *
                 on_broker_owner_changed(c, m);
                 return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
         }
-        if (!dbus_message_has_interface(m, VFIIPC_CLIENT_INTERFACE))
+        iface = dbus_message_get_interface(m);
+        broadcast = iface && g_str_has_prefix(iface, VFIIPC_BROADCAST_INTERFACE_PREFIX) &&
+                    dbus_message_has_member(m, "Broadcast");
+        if (!broadcast && !dbus_message_has_interface(m, VFIIPC_CLIENT_INTERFACE))
                 return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
 
         /* Only the broker may deliver: another client could otherwise forge notifications. */
@@ -791,7 +1106,13 @@ static DBusHandlerResult client_filter(DBusConnection *c, DBusMessage *m, void *
                 return DBUS_HANDLER_RESULT_HANDLED;
         }
         member = dbus_message_get_member(m);
-        ack_count(c); /* every signal of the broker counts, whatever becomes of it */
+        if (broadcast) {
+                on_broadcast(m); /* acknowledged by its sequence number */
+                ack_count(c);
+                return DBUS_HANDLER_RESULT_HANDLED;
+        }
+        ack.unacked++; /* every signal of the broker counts, whatever becomes of it */
+        ack_count(c);
         if (streq(member, "Deliver"))
                 on_deliver(c, m);
         else if (streq(member, "Observed"))
@@ -861,14 +1182,15 @@ static int connection_open(DBusConnection **ret_conn, char **ret_broker)
         /* Turns on the broker's flow accounting for this connection (protocol.h, Ack: a first
          * Ack of 0). Tasks held from an earlier connection were released when it ended. */
         {
-                DBusMessage *a = broker_call_new("Ack");
-                dbus_uint32_t zero = 0;
+                DBusMessage *a = ack_message_new(0, 0);
 
                 ack.unacked = 0;
-                if (a && dbus_message_append_args(a, DBUS_TYPE_UINT32, &zero, DBUS_TYPE_INVALID))
+                ack.batch = 0;
+                ack.urgent = false;
+                ack.due_ms = 0;
+                ack.bseq = ack.bseq_acked = 0;
+                if (a)
                         broker_send(c, a);
-                else if (a)
-                        dbus_message_unref(a);
         }
         *ret_conn = c;
         *ret_broker = broker;
@@ -918,8 +1240,10 @@ static void connection_drop(DBusConnection *c)
 static int reregister_all(DBusConnection *c)
 {
         GPtrArray *v = g_ptr_array_new_with_free_func((GDestroyNotify)slot_unref);
+        GPtrArray *add = g_ptr_array_new_with_free_func(free);
         GHashTableIter it;
         gpointer key;
+        topic_t *t;
         bool observe;
         DBusMessage *ping;
         int r = 0;
@@ -930,13 +1254,45 @@ static int reregister_all(DBusConnection *c)
                 while (g_hash_table_iter_next(&it, &key, NULL))
                         g_ptr_array_add(v, slot_ref(key));
         }
+        /* protocol.h "Broadcast fast path": rules the connection lacks (a new bus) first. */
+        if (client.topics) {
+                g_hash_table_iter_init(&it, client.topics);
+                while (g_hash_table_iter_next(&it, NULL, (gpointer *)&t))
+                        if (!t->matched && t->slots->len &&
+                            client.n_matches < VFIIPC_BROADCAST_MATCHES_MAX) {
+                                t->matched = true;
+                                client.n_matches++;
+                                g_ptr_array_add(add, strdup(t->id));
+                        }
+        }
         observe = client.observers && client.observers->len > 0;
         pthread_mutex_unlock(&client.lock);
 
+        for (guint i = 0; i < add->len; i++) {
+                const char *id = g_ptr_array_index(add, i);
+                DBusMessage *m = id ? match_message_new("AddMatch", id) : NULL;
+
+                if (id && (!m || broker_call(c, m) < 0)) {
+                        pthread_mutex_lock(&client.lock);
+                        t = client.topics ? g_hash_table_lookup(client.topics, id) : NULL;
+                        if (t && t->matched) {
+                                t->matched = false;
+                                client.n_matches--;
+                        }
+                        pthread_mutex_unlock(&client.lock);
+                }
+        }
         for (guint i = 0; i < v->len && r >= 0; i++) {
                 slot_t *s = g_ptr_array_index(v, i);
-                r = broker_register_send(c, s->to, s->id, s->priority);
+                bool subscribe;
+
+                pthread_mutex_lock(&client.lock);
+                t = client.topics ? g_hash_table_lookup(client.topics, s->id) : NULL;
+                subscribe = t && t->matched;
+                pthread_mutex_unlock(&client.lock);
+                r = broker_register_send(c, subscribe, s->to, s->id, s->priority);
         }
+        g_ptr_array_unref(add);
         if (r >= 0 && observe)
                 r = broker_send_simple(c, "AddObserver");
         if (r >= 0) {
@@ -987,6 +1343,7 @@ static void *dispatcher_run(void *arg)
                                 pthread_mutex_lock(&client.lock);
                                 free(client.broker);
                                 client.broker = broker;
+                                topics_reset_locked();
                                 pthread_mutex_unlock(&client.lock);
                                 if (reregister_all(c) >= 0) {
                                         pthread_mutex_lock(&client.lock);
@@ -1178,10 +1535,11 @@ int client_register(const char *notification_id, client_invoke_fn invoke, client
 {
         _cleanup_free_ char *own = NULL;
         slot_t *s, old = {0};
-        bool replaced = false;
+        bool replaced = false, add_match, subscribe, release = false;
         DBusConnection *c;
-        DBusMessage *m;
-        call_t call;
+        call_t call, match_call;
+        topic_t *topic;
+        unsigned gen;
         int r;
 
         if (!cb)
@@ -1201,16 +1559,18 @@ int client_register(const char *notification_id, client_invoke_fn invoke, client
         r = client_conn_get(&c);
         if (r < 0)
                 return result_from_errno(r); /* REG-6, SRV-2 */
-        m = register_message_new(to, notification_id, priority);
-        if (!m) {
-                dbus_connection_unref(c);
-                return VFIIPC_ERR_SERVER;
-        }
 
         /* Stored before the broker knows it, so a delivery racing the reply finds it. */
         pthread_mutex_lock(&client.send_lock);
         pthread_mutex_lock(&client.lock);
-        s = regs_lookup(to, notification_id);
+        topic = topic_get_locked(notification_id);
+        s = topic ? regs_lookup(to, notification_id) : NULL;
+        if (!topic) {
+                pthread_mutex_unlock(&client.lock);
+                pthread_mutex_unlock(&client.send_lock);
+                dbus_connection_unref(c);
+                return VFIIPC_ERR_SERVER;
+        }
         if (s) {
                 /* REG-3: same (ID, receiver) in this process: callback, data, priority replaced. */
                 old = *s;
@@ -1229,27 +1589,46 @@ int client_register(const char *notification_id, client_invoke_fn invoke, client
                 }
                 if (!s || !s->to || !s->id) {
                         slot_unref(s);
+                        topic_gc_locked(topic);
                         pthread_mutex_unlock(&client.lock);
                         pthread_mutex_unlock(&client.send_lock);
-                        dbus_message_unref(m);
                         dbus_connection_unref(c);
                         return VFIIPC_ERR_SERVER;
                 }
                 g_hash_table_add(client.regs, s);
+                g_ptr_array_add(topic->slots, s);
         }
+        /* protocol.h "Broadcast fast path": the ID's rule first, then Subscribe. */
+        add_match = !topic->matched && client.n_matches < VFIIPC_BROADCAST_MATCHES_MAX;
+        if (add_match) {
+                topic->matched = true;
+                client.n_matches++;
+        }
+        subscribe = topic->matched;
+        gen = client.gen;
         pthread_mutex_unlock(&client.lock);
-        broker_call_start(c, m, &call);
+        if (add_match)
+                broker_call_start_or_fail(c, match_message_new("AddMatch", notification_id),
+                                          &match_call);
+        broker_call_start_or_fail(c, register_message_new(subscribe, to, notification_id, priority),
+                                  &call);
         pthread_mutex_unlock(&client.send_lock);
-        dbus_connection_unref(c);
 
+        if (add_match && broker_call_finish(&match_call) < 0) {
+                pthread_mutex_lock(&client.send_lock);
+                topic_match_failed(c, notification_id, gen);
+                pthread_mutex_unlock(&client.send_lock);
+        }
         r = broker_call_finish(&call);
         if (r >= 0) {
                 nfycl_log(LOG_INFO, "registered '%s' for '%s' (priority %d)", notification_id, to,
                           priority);
+                dbus_connection_unref(c);
                 return VFIIPC_OK;
         }
 
         /* REG-9: on error nothing was registered (or the old registration stays). */
+        pthread_mutex_lock(&client.send_lock);
         pthread_mutex_lock(&client.lock);
         if (regs_lookup(to, notification_id) == s && !s->removed) {
                 if (replaced) {
@@ -1259,10 +1638,16 @@ int client_register(const char *notification_id, client_invoke_fn invoke, client
                         s->priority = old.priority;
                 } else {
                         s->removed = true;
+                        release = topic_slot_remove_locked(s);
                         g_hash_table_remove(client.regs, s);
                 }
         }
+        gen = client.gen;
         pthread_mutex_unlock(&client.lock);
+        if (release)
+                topic_release_send(c, to, notification_id, gen);
+        pthread_mutex_unlock(&client.send_lock);
+        dbus_connection_unref(c);
         return result_from_errno(r);
 }
 
@@ -1281,6 +1666,9 @@ static DBusMessage *unregister_message_new(const char *to, const char *id)
 int client_unregister(const char *notification_id, client_fn cb, void *data, const char *to)
 {
         _cleanup_free_ char *own = NULL;
+        DBusConnection *c = NULL;
+        bool release = false;
+        unsigned gen;
         slot_t *s;
 
         notification_id = notification_id ? notification_id : "";
@@ -1298,17 +1686,26 @@ int client_unregister(const char *notification_id, client_fn cb, void *data, con
         if (s && (!cb || (s->cb == cb && (!data || s->data == data)))) {
                 s->removed = true;
                 slot_ref(s);
+                release = topic_slot_remove_locked(s);
                 g_hash_table_remove(client.regs, s);
-                /* Deliveries already on their way are bounced by us (DLV-12); NO_REPLY, so an
-                 * unreachable server cannot delay the clean-up (UNREG-6). */
-                if (client.conn) {
-                        DBusMessage *m = unregister_message_new(to, notification_id);
-                        if (m)
-                                broker_send(client.conn, m);
-                }
+                c = client.conn ? dbus_connection_ref(client.conn) : NULL;
         } else
                 s = NULL;
+        gen = client.gen;
         pthread_mutex_unlock(&client.lock);
+        /* Deliveries already on their way are bounced by us (DLV-12). Nobody waits for the
+         * answer, so an unreachable server cannot delay the clean-up (UNREG-6); the answer to
+         * the last registration of an ID with a broadcast rule removes the rule. */
+        if (c) {
+                if (release)
+                        topic_release_send(c, to, notification_id, gen);
+                else {
+                        DBusMessage *m = unregister_message_new(to, notification_id);
+                        if (m)
+                                broker_send(c, m);
+                }
+                dbus_connection_unref(c);
+        }
         pthread_mutex_unlock(&client.send_lock);
         if (!s)
                 return VFIIPC_OK;
