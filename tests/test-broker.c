@@ -14,6 +14,8 @@
 #include <pwd.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -2000,6 +2002,61 @@ static void test_ack_huge_count_acknowledges_no_more_than_sent(fx_t *f, gconstpo
         assert_quiet(s);
 }
 
+/* protocol.h "AckShared": only a memfd sealed against shrinking (else reading it could fault
+ * the broker) of at least a page's size, only once per connection. Then what the connection
+ * writes into it acknowledges like Ack: when it ends, the unicasts it counted are not
+ * re-routed and the others are. */
+static int memfd_page(bool seal, size_t size)
+{
+        int fd = memfd_create("test-ack", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+        g_assert_cmpint(fd, >=, 0);
+        g_assert_cmpint(ftruncate(fd, (off_t)size), ==, 0);
+        if (seal)
+                g_assert_cmpint(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), ==, 0);
+        return fd;
+}
+
+static void test_ack_shared_page(fx_t *f, gconstpointer unused)
+{
+        NEEDS_SERVER(f);
+        tc_t *a = tc_new(f), *b = tc_new(f), *s = tc_new(f);
+        int bad = memfd_page(false, sizeof(ack_page_t));
+        int small = memfd_page(true, sizeof(ack_page_t) - 1);
+        int good = memfd_page(true, sizeof(ack_page_t));
+        int second = memfd_page(true, sizeof(ack_page_t));
+        ack_page_t *page;
+
+        assert_error(tc_call(a, "AckShared", DBUS_TYPE_UNIX_FD, &bad, END),
+                     VFIIPC_ERROR_INVALID_ARGS);
+        assert_error(tc_call(a, "AckShared", DBUS_TYPE_UNIX_FD, &small, END),
+                     VFIIPC_ERROR_INVALID_ARGS);
+        assert_error(tc_call(a, "AckShared", DBUS_TYPE_UNIX_FD, &good, END), NULL);
+        assert_error(tc_call(a, "AckShared", DBUS_TYPE_UNIX_FD, &second, END),
+                     VFIIPC_ERROR_INVALID_ARGS);
+        page = mmap(NULL, sizeof(*page), PROT_READ | PROT_WRITE, MAP_SHARED, good, 0);
+        g_assert_true(page != MAP_FAILED);
+        close(bad);
+        close(small);
+        close(good);
+        close(second);
+
+        tc_register(a, "x", "sh", 10);
+        tc_register(b, "x", "sh", 0);
+        tc_notify(s, "app", "1", "sh", "1", 0);
+        tc_notify(s, "app", "1", "sh", "2", 0);
+        tc_notify(s, "app", "1", "sh", "3", 0);
+        settle(f);
+        g_assert_cmpuint(tc_count(a, "Deliver"), ==, 3);
+        __atomic_store_n(&page->count, 2, __ATOMIC_RELEASE); /* "1" and "2" taken */
+        tc_disconnect(f, a, s);
+        settle(f);
+        g_assert_cmpstr(take_deliver(b).json, ==, "3");
+        assert_quiet(b);
+        assert_quiet(s);
+        munmap(page, sizeof(*page));
+}
+
 /* ---- protocol.h "Broadcast fast path" ----------------------------------------------------- */
 
 /* As the library subscribes: the ID's match rule on the bus first, then Subscribe. */
@@ -2261,6 +2318,7 @@ int main(int argc, char **argv)
         SERVER_TEST("/broker/access/forged-name-lost-ignored", test_forged_name_lost_ignored);
         SERVER_TEST("/broker/access/ack-huge-count-acknowledges-no-more-than-sent",
                     test_ack_huge_count_acknowledges_no_more_than_sent);
+        SERVER_TEST("/broker/access/ack-shared-page", test_ack_shared_page);
         SERVER_TEST("/broker/routing/broadcast-fast-path", test_broadcast_fast_path);
         SERVER_TEST("/broker/routing/broadcast-stalled-subscriber-falls-back",
                     test_broadcast_stalled_subscriber_falls_back);

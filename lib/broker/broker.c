@@ -7,12 +7,16 @@
  * in steady state). Everything runs on the loop thread that dispatches c, which processes each
  * connection's messages in order and emits in that order (ORD-3, G-92). */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <glib.h>
 
@@ -152,7 +156,9 @@ typedef struct peer {
         char *name;
         bool gone;     /* its name was released: no unicast error can reach it */
         bool observer; /* AddObserver() */
-        bool flow;     /* sent Ack: its signals are accounted (backlog) */
+        bool flow;     /* sent Ack or AckShared: its signals are accounted (backlog) */
+        const ack_page_t *page; /* AckShared: its acknowledgements, read-only, or NULL */
+        uint64_t page_count;    /* page->count as last read */
         backlog_t backlog;  /* the signals addressed to it */
         backlog_t bbacklog; /* the Broadcast signals it subscribed to (fast path) */
         bool remote;   /* called Remote1: an NFY peer's connection, for good (protocol.h) */
@@ -261,6 +267,53 @@ static int backlog_push(backlog_t *q, size_t size, sent_copy_t *copy, uint64_t s
 
 /* Stalled: it has unacknowledged signals and has acknowledged none for VFIIPC_STALL_MS, or its
  * backlog is above VFIIPC_BACKLOG_BYTES_MAX (protocol.h). Logged once per episode. */
+/* protocol.h "Ack": count more of the signals addressed to p were taken, and every Broadcast
+ * up to bseq. */
+static void peer_acknowledge(broker_t *b, peer_t *p, uint64_t count, uint64_t bseq)
+{
+        sent_t e;
+        size_t k = 0, j;
+
+        /* More than it was sent (a confused client) acknowledges everything, nothing more. */
+        for (; k < count && p->backlog.len; k++) {
+                backlog_pop(&p->backlog, &e);
+                free(e.copy);
+        }
+        if (k || !p->backlog.len)
+                p->backlog.progress_ms = b->now_ms;
+        /* Broadcasts by sequence number: one it got without being counted for it (it had just
+         * subscribed) acknowledges only what came before it. */
+        for (j = 0; p->bbacklog.len && p->bbacklog.v[p->bbacklog.head].seq <= bseq; j++)
+                backlog_pop(&p->bbacklog, &e);
+        if (j || !p->bbacklog.len)
+                p->bbacklog.progress_ms = b->now_ms;
+        k += j;
+        if (k && p->backlog.stalled) {
+                nfy_log(LOG_WARNING,
+                        "%s reads again; %" PRIu64 " signal(s) to it were dropped while it was "
+                        "stalled",
+                        p->name, p->backlog.dropped);
+                p->backlog.stalled = false;
+                p->backlog.dropped = 0;
+        }
+}
+
+/* protocol.h "AckShared": takes in what the connection wrote into its page since last time. */
+static void peer_sync(broker_t *b, peer_t *p)
+{
+        uint64_t count, bseq;
+
+        if (!p->page)
+                return;
+        count = __atomic_load_n(&p->page->count, __ATOMIC_ACQUIRE);
+        bseq = __atomic_load_n(&p->page->broadcast, __ATOMIC_ACQUIRE);
+        if (count == p->page_count && (!p->bbacklog.len || bseq < p->bbacklog.v[p->bbacklog.head].seq))
+                return;
+        /* A count that went back (a confused client) acknowledges nothing. */
+        peer_acknowledge(b, p, count > p->page_count ? count - p->page_count : 0, bseq);
+        p->page_count = count;
+}
+
 static bool backlog_stalled(const broker_t *b, const backlog_t *q)
 {
         /* Time counts only once the broker has caught up with its input after the backlog
@@ -270,12 +323,13 @@ static bool backlog_stalled(const broker_t *b, const backlog_t *q)
                               q->bytes > VFIIPC_BACKLOG_BYTES_MAX);
 }
 
-static bool peer_stalled(const broker_t *b, peer_t *p)
+static bool peer_stalled(broker_t *b, peer_t *p)
 {
         backlog_t *q = &p->backlog;
 
         if (!p->flow)
                 return false;
+        peer_sync(b, p);
         if (!backlog_stalled(b, q)) {
                 q = &p->bbacklog;
                 if (!backlog_stalled(b, q))
@@ -318,6 +372,13 @@ static sent_copy_t *sent_copy_new(uint64_t ticket, const char *from, const char 
         return c;
 }
 
+static void peer_unmap(peer_t *p)
+{
+        if (p->page)
+                munmap((void *)p->page, sizeof(ack_page_t));
+        p->page = NULL;
+}
+
 static peer_t *peer_ref(peer_t *p)
 {
         p->n_ref++;
@@ -333,6 +394,7 @@ static void peer_unref(void *data)
         pending_ring_clear(&p->pending);
         backlog_clear(&p->backlog);
         backlog_clear(&p->bbacklog);
+        peer_unmap(p);
         free(p->name);
         free(p);
 }
@@ -380,6 +442,8 @@ static void broker_forget(broker_t *b, const char *name)
                         g_ptr_array_remove(b->observers, p);
                 p->observer = false;
                 b->now_ms = clock_ms();
+                peer_sync(b, p); /* its last word: what it took is not re-routed */
+                peer_unmap(p);
                 while (p->backlog.len) {
                         backlog_pop(&p->backlog, &e);
                         if (e.copy) {
@@ -418,6 +482,8 @@ static void signal_send(broker_t *b, DBusMessage *s, const char *member, const c
 /* Accounts a signal about to be sent to p (protocol.h, Ack); copy: a unicast's, taken over. */
 static void peer_account(broker_t *b, peer_t *p, size_t size, sent_copy_t *copy)
 {
+        if (p)
+                peer_sync(b, p); /* frees what it took meanwhile before adding more */
         if (p && p->flow && backlog_push(&p->backlog, size, copy, 0, b->now_ms) < 0)
                 nfy_log(LOG_ERR, "out of memory: a signal to %s is not accounted", p->name);
         else if (!p || !p->flow)
@@ -695,6 +761,7 @@ typedef struct call {
         const char *to, *id;   /* Register, Unregister */
         dbus_int32_t priority; /* Register */
         dbus_uint32_t count;   /* Ack */
+        int fd;                /* AckShared: received, closed by the method */
         dbus_uint64_t ticket;  /* Bounce; Remote1.Notify: the reference; Ack: the broadcast */
 } call_t;
 
@@ -867,37 +934,49 @@ static int method_unregister(broker_t *b, const call_t *a, const char *sender, r
 /* protocol.h, Ack: the connection took count more signals off the bus. */
 static int method_ack(broker_t *b, const call_t *a, const char *sender, refusal_t *x)
 {
-        dbus_uint32_t count = a->count;
-        peer_t *p;
-        sent_t e;
-        size_t k = 0, j;
+        peer_t *p = peer_get(b, sender);
 
-        p = peer_get(b, sender);
         if (!p)
                 return -ENOMEM;
         p->flow = true;
-        /* More than it was sent (a confused client) acknowledges everything, nothing more. */
-        for (; k < count && p->backlog.len; k++) {
-                backlog_pop(&p->backlog, &e);
-                free(e.copy);
-        }
-        if (k || !p->backlog.len)
-                p->backlog.progress_ms = b->now_ms;
-        /* Broadcasts by sequence number: one it got without being counted for it (it had just
-         * subscribed) acknowledges only what came before it. */
-        for (j = 0; p->bbacklog.len && p->bbacklog.v[p->bbacklog.head].seq <= a->ticket; j++)
-                backlog_pop(&p->bbacklog, &e);
-        if (j || !p->bbacklog.len)
-                p->bbacklog.progress_ms = b->now_ms;
-        k += j;
-        if (k && p->backlog.stalled) {
-                nfy_log(LOG_WARNING,
-                        "%s reads again; %" PRIu64 " signal(s) to it were dropped while it was "
-                        "stalled",
-                        sender, p->backlog.dropped);
-                p->backlog.stalled = false;
-                p->backlog.dropped = 0;
-        }
+        peer_acknowledge(b, p, a->count, a->ticket);
+        return 0;
+}
+
+/* protocol.h "AckShared": validated so that reading it can never fault (a memfd sealed against
+ * shrinking) and mapped read-only; the descriptor is not kept. */
+static int method_ack_shared(broker_t *b, const call_t *a, const char *sender, refusal_t *x)
+{
+        int fd = a->fd, seals = fcntl(fd, F_GET_SEALS);
+        struct stat st;
+        peer_t *p = peer_get(b, sender);
+        void *mem = MAP_FAILED;
+
+        if (p && !p->page && seals >= 0 && (seals & F_SEAL_SHRINK) && fstat(fd, &st) == 0 &&
+            S_ISREG(st.st_mode) && st.st_size >= (off_t)sizeof(ack_page_t))
+                mem = mmap(NULL, sizeof(ack_page_t), PROT_READ, MAP_SHARED, fd, 0);
+        close(fd);
+        if (!p)
+                return -ENOMEM;
+        if (p->page)
+                return refuse(x, VFIIPC_ERROR_INVALID_ARGS, "acknowledgements are shared already");
+        if (mem == MAP_FAILED)
+                return refuse(x, VFIIPC_ERROR_INVALID_ARGS,
+                              "the memory must be a memfd of at least %zu bytes sealed against "
+                              "shrinking",
+                              sizeof(ack_page_t));
+        p->page = mem;
+        p->page_count = __atomic_load_n(&p->page->count, __ATOMIC_ACQUIRE);
+        p->flow = true;
+        return 0;
+}
+
+
+/* h */
+static int args_ack_shared(DBusMessage *m, call_t *a, refusal_t *x)
+{
+        if (!dbus_message_get_args(m, NULL, DBUS_TYPE_UNIX_FD, &a->fd, DBUS_TYPE_INVALID))
+                return refuse(x, VFIIPC_ERROR_INVALID_ARGS, "malformed arguments");
         return 0;
 }
 
@@ -1036,6 +1115,7 @@ static const struct method methods[] = {
     {"Subscribe", "ssi", args_register, method_subscribe},
     {"Unregister", "ss", args_unregister, method_unregister},
     {"Ack", "ut", args_ack, method_ack},
+    {"AckShared", "h", args_ack_shared, method_ack_shared},
     {"AddObserver", "", NULL, method_add_observer},
     {"RemoveObserver", "", NULL, method_remove_observer},
 };
@@ -1136,6 +1216,7 @@ static DBusHandlerResult method_call(broker_t *b, DBusMessage *m, const struct m
         int r;
 
         x.error = NULL;
+        a.fd = -1;
         r = call_check(m, h, &a, &x);
         if (r >= 0)
                 r = h->fn(b, &a, sender, &x);
@@ -1200,9 +1281,12 @@ int broker_check_call(DBusMessage *m, DBusError *error)
         h = method_find(dbus_message_get_interface(m), member, &remote);
         if (!h)
                 return -ENOENT;
+        a.fd = -1;
         r = call_check(m, h, &a, &x);
         if (r < 0)
                 dbus_set_error(error, x.error, "%s", x.text);
+        if (a.fd >= 0)
+                close(a.fd);
         return r;
 }
 
@@ -1244,10 +1328,21 @@ static const DBusObjectPathVTable parent_vtable = {.message_function = parent_me
 
 /* ---- life cycle --------------------------------------------------------------------------- */
 
+/* Also takes in the shared acknowledgements of connections with a backlog, so that what they
+ * took is freed even when nothing more is sent to them. */
 void broker_caught_up(broker_t *b)
 {
-        if (b)
-                b->caught_up_ms = clock_ms();
+        GHashTableIter it;
+        peer_t *p;
+
+        if (!b)
+                return;
+        b->caught_up_ms = clock_ms();
+        b->now_ms = b->caught_up_ms;
+        g_hash_table_iter_init(&it, b->peers);
+        while (g_hash_table_iter_next(&it, NULL, (gpointer *)&p))
+                if (p->page && (p->backlog.len || p->bbacklog.len))
+                        peer_sync(b, p);
 }
 
 uint64_t broker_n_handled(const broker_t *b)

@@ -29,6 +29,17 @@
  *       receiver killed mid-stream loses only what it had taken off the bus (DLV-11).
  *       Connections that never Ack (raw clients, the NFY gateway, which bounds its peers
  *       itself) are not accounted.
+ *   AckShared(h memory) -> ()
+ *       the same accounting without a message per batch: the connection hands the broker a
+ *       memfd (sealed against shrinking, at least sizeof(ack_page_t)) that it keeps writing
+ *       its acknowledgements into: ack_page_t.count = signals addressed to it taken off the bus
+ *       since it shared the page, .broadcast = the last Broadcast taken (as Ack's arguments,
+ *       but cumulative). It stores them (release order) before the batch's callbacks start;
+ *       the broker reads them (acquire) whenever it accounts, checks or forgets that
+ *       connection, and while idle. So a receiver's acknowledgement costs no bus traffic and
+ *       still precedes anything its callbacks do. Turns accounting on like the first Ack; a
+ *       second call is refused. The library uses it where the bus passes file descriptors,
+ *       else Ack.
  *   Invalid arguments are answered with org.freedesktop.DBus.Error.InvalidArgs (or, for
  *   NO_REPLY calls, logged and dropped); nothing invalid reaches a receiver.
  *
@@ -90,6 +101,14 @@
  * `unicast_error` frame with reference 0. Bus policy (generated, see lib/broker/policy.h)
  * confines the gateway's user to this interface when the gateway runs as its own user. */
 #pragma once
+
+#include <stdint.h>
+
+/* The memory of AckShared, as both sides see it. */
+typedef struct ack_page {
+        uint64_t count;     /* cumulative */
+        uint64_t broadcast; /* the last Broadcast's seq */
+} ack_page_t;
 
 #define VFIIPC_BROKER_NAME "io.vfiipc.Broker1"
 #define VFIIPC_BROKER_PATH "/io/vfiipc/Broker1"

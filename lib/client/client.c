@@ -4,6 +4,9 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <dbus/dbus.h>
 #include <glib.h>
@@ -132,6 +135,8 @@ static struct ack_state {
         dbus_uint32_t unacked;         /* signals addressed to this connection */
         unsigned batch;                /* signals of either kind since the last Ack */
         bool urgent;                   /* held: a Deliver with a ticket (see ACK_BATCH) */
+        ack_page_t *page;              /* shared with the broker (AckShared), or NULL: Ack */
+        uint64_t total;                /* page->count: all signals counted since it was shared */
         int64_t due_ms;                /* when the Ack must go out at the latest; 0: none due */
         dbus_uint64_t bseq, bseq_acked; /* the last Broadcast taken off the bus, acknowledged */
         unsigned serial; /* of the last Ack sent */
@@ -858,13 +863,22 @@ static int64_t ack_clock_ms(void)
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Sends the Ack when it is due (see ACK_BATCH), then starts the held callbacks. */
+/* Sends the Ack when it is due (see ACK_BATCH), then starts the held callbacks. With a shared
+ * page the acknowledgement is two stores, made at once: no message, no waiting. */
 static void ack_release(DBusConnection *c)
 {
         workers_t *pool;
         task_t *t;
 
-        if ((ack.unacked || ack.bseq != ack.bseq_acked) &&
+        if (ack.page) {
+                ack.total += ack.unacked;
+                __atomic_store_n(&ack.page->broadcast, ack.bseq, __ATOMIC_RELEASE);
+                __atomic_store_n(&ack.page->count, ack.total, __ATOMIC_RELEASE);
+                ack.unacked = 0;
+                ack.bseq_acked = ack.bseq;
+                ack.batch = 0;
+                ack.due_ms = 0;
+        } else if ((ack.unacked || ack.bseq != ack.bseq_acked) &&
             (ack.urgent || ack.batch >= ACK_BATCH || ack_clock_ms() >= ack.due_ms)) {
                 DBusMessage *m = ack_message_new(ack.unacked, ack.bseq);
 
@@ -1020,6 +1034,7 @@ static void on_observed(DBusMessage *m)
 }
 
 static int reregister_all(DBusConnection *c);
+static void ack_start(DBusConnection *c);
 
 static void on_broker_owner_changed(DBusConnection *c, DBusMessage *m)
 {
@@ -1035,10 +1050,11 @@ static void on_broker_owner_changed(DBusConnection *c, DBusMessage *m)
         free(client.broker);
         client.broker = *new_owner ? strdup(new_owner) : NULL;
         pthread_mutex_unlock(&client.lock);
-        /* A new broker on the same bus knows nothing of us: register everything again. Its
-         * Broadcasts count from 1 again. */
+        /* A new broker on the same bus knows nothing of us: accounting starts afresh (its
+         * Broadcasts count from 1 again) and everything is registered again. */
         if (restarted) {
-                ack.bseq = ack.bseq_acked = 0;
+                ack_release(c); /* what the old one sent still runs */
+                ack_start(c);
                 nfycl_log(LOG_NOTICE, "server restarted on the bus, registering again");
                 pthread_mutex_lock(&client.send_lock);
                 reregister_all(c);
@@ -1124,6 +1140,66 @@ static DBusHandlerResult client_filter(DBusConnection *c, DBusMessage *m, void *
 
 /* ---- connection life cycle ---------------------------------------------------------------- */
 
+/* protocol.h "AckShared": a sealed memfd page both sides map; NULL where that is impossible. */
+static ack_page_t *ack_page_share(DBusConnection *c)
+{
+        DBusMessage *m, *reply;
+        DBusError err;
+        ack_page_t *page = MAP_FAILED;
+        int fd;
+
+        if (!dbus_connection_can_send_type(c, DBUS_TYPE_UNIX_FD))
+                return NULL;
+        fd = memfd_create("vfiipc-ack", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        if (fd < 0)
+                return NULL;
+        if (ftruncate(fd, sizeof(ack_page_t)) == 0 &&
+            fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0)
+                page = mmap(NULL, sizeof(ack_page_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        m = page != MAP_FAILED ? broker_call_new("AckShared") : NULL;
+        if (m && !dbus_message_append_args(m, DBUS_TYPE_UNIX_FD, &fd, DBUS_TYPE_INVALID))
+                g_clear_pointer(&m, dbus_message_unref);
+        close(fd); /* the message holds its own duplicate */
+        if (!m) {
+                if (page != MAP_FAILED)
+                        munmap(page, sizeof(ack_page_t));
+                return NULL;
+        }
+        dbus_error_init(&err);
+        reply = dbus_connection_send_with_reply_and_block(c, m, CALL_TIMEOUT_MS, &err);
+        dbus_message_unref(m);
+        if (reply)
+                dbus_message_unref(reply);
+        if (!reply || dbus_error_is_set(&err)) {
+                nfycl_log(LOG_INFO, "acknowledging by message: %s",
+                          dbus_error_is_set(&err) ? err.message : "no answer");
+                dbus_error_free(&err);
+                munmap(page, sizeof(ack_page_t));
+                return NULL;
+        }
+        return page;
+}
+
+/* Starts flow accounting with a (new) broker (protocol.h, Ack): a shared page, else a first
+ * Ack of 0. Tasks held from an earlier connection were released when it ended. */
+static void ack_start(DBusConnection *c)
+{
+        if (ack.page)
+                munmap(ack.page, sizeof(ack_page_t));
+        ack.unacked = 0;
+        ack.total = 0;
+        ack.batch = 0;
+        ack.urgent = false;
+        ack.due_ms = 0;
+        ack.bseq = ack.bseq_acked = 0;
+        ack.page = ack_page_share(c);
+        if (!ack.page) {
+                DBusMessage *a = ack_message_new(0, 0);
+                if (a)
+                        broker_send(c, a);
+        }
+}
+
 /* Opens a private connection (never the shared one: libdbus would _exit() the application when
  * the bus goes away) and finds the broker. */
 static int connection_open(DBusConnection **ret_conn, char **ret_broker)
@@ -1179,19 +1255,7 @@ static int connection_open(DBusConnection **ret_conn, char **ret_broker)
                 dbus_set_error_const(&err, DBUS_ERROR_NO_MEMORY, "out of memory");
                 goto fail;
         }
-        /* Turns on the broker's flow accounting for this connection (protocol.h, Ack: a first
-         * Ack of 0). Tasks held from an earlier connection were released when it ended. */
-        {
-                DBusMessage *a = ack_message_new(0, 0);
-
-                ack.unacked = 0;
-                ack.batch = 0;
-                ack.urgent = false;
-                ack.due_ms = 0;
-                ack.bseq = ack.bseq_acked = 0;
-                if (a)
-                        broker_send(c, a);
-        }
+        ack_start(c);
         *ret_conn = c;
         *ret_broker = broker;
         return 0;
