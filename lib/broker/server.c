@@ -52,10 +52,15 @@
  * more than this often per window: one that keeps crashing is a bug to report, not to hide. */
 #define GATEWAY_RESTARTS_MAX 5
 #define GATEWAY_RESTART_WINDOW_MS 60000
-/* After a burst the heap holds what the bus queued into us (libdbus reads ahead up to its
- * receive limit); glibc keeps freed memory, so an idle server gives it back this long after
- * the last call. */
+/* After a burst the heap holds what was queued in and out; glibc keeps freed memory, so an
+ * idle server gives it back this long after the last call. */
 #define TRIM_IDLE_MS 1000
+/* The queues themselves stay short: a burst waits in the bus, not in our heap, whose peak
+ * would stay resident (libdbus' list links come from a pool that never shrinks, and what the
+ * peak left scattered keeps its pages). Still hundreds of signals, enough to keep the bus'
+ * socket full. */
+#define OUTPUT_QUEUE_MAX (128 * 1024) /* bytes not yet written (bus_loop_set_output_max) */
+#define INPUT_QUEUE_MAX (128 * 1024)  /* bytes read, not yet handled (one larger still whole) */
 /* While idle the broker is told every so often that it is caught up (see server_idle). */
 #define CAUGHT_UP_TICK_MS 250
 
@@ -743,6 +748,8 @@ static int server_start(vfiipc_server *s)
                 r = bus_loop_new(s->conn, &loop);
         if (r >= 0) {
                 atomic_store(&s->loop, loop);
+                bus_loop_set_output_max(loop, OUTPUT_QUEUE_MAX);
+                dbus_connection_set_max_received_size(s->conn, INPUT_QUEUE_MAX);
                 r = broker_new(s->conn, s->whitelist, &s->broker);
                 if (r < 0)
                         nfy_log_errno(LOG_ERR, r, "cannot set up the broker");

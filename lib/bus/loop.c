@@ -29,6 +29,7 @@ struct bus_loop {
         GArray *timers;       /* struct timer */
         bus_loop_idle_fn idle; /* loop thread only */
         void *idle_data;
+        long output_max; /* bus_loop_set_output_max(); 0: none */
 };
 
 void bus_loop_set_idle(bus_loop_t *l, bus_loop_idle_fn fn, void *data)
@@ -37,6 +38,20 @@ void bus_loop_set_idle(bus_loop_t *l, bus_loop_idle_fn fn, void *data)
                 return;
         l->idle = fn;
         l->idle_data = data;
+}
+
+void bus_loop_set_output_max(bus_loop_t *l, long bytes)
+{
+        if (l)
+                l->output_max = bytes > 0 ? bytes : 0;
+}
+
+/* Too much waits to be written: dispatching more would only queue more (output_max). Not once
+ * disconnected, when nothing gets written any more but the Disconnected signal must come. */
+static bool output_full(const bus_loop_t *l)
+{
+        return l->output_max && dbus_connection_get_outgoing_size(l->conn) > l->output_max &&
+               dbus_connection_get_is_connected(l->conn);
 }
 
 static int64_t now_ms(void)
@@ -234,10 +249,11 @@ int bus_loop_run(bus_loop_t *l)
                 unsigned n = 1;
                 int64_t next = -1, t, idle_due = -1;
                 int fd = -1;
-                bool want_read = false;
+                bool want_read = false, full;
                 int r;
 
-                while (dbus_connection_dispatch(l->conn) == DBUS_DISPATCH_DATA_REMAINS)
+                while (!(full = output_full(l)) &&
+                       dbus_connection_dispatch(l->conn) == DBUS_DISPATCH_DATA_REMAINS)
                         if (atomic_load(&l->quit))
                                 break;
                 if (atomic_load(&l->quit))
@@ -246,7 +262,8 @@ int bus_loop_run(bus_loop_t *l)
                     dbus_connection_get_dispatch_status(l->conn) == DBUS_DISPATCH_COMPLETE)
                         return -ECONNRESET;
 
-                if (l->idle) {
+                /* Full: only write until it is not (the idle hook sees everything dispatched). */
+                if (l->idle && !full) {
                         int ms = l->idle(l->idle_data);
                         if (ms >= 0)
                                 idle_due = now_ms() + ms;
@@ -255,6 +272,9 @@ int bus_loop_run(bus_loop_t *l)
                 /* Messages other threads queued but could not write (libdbus woke us). */
                 if (dbus_connection_has_messages_to_send(l->conn))
                         dbus_connection_read_write(l->conn, 0);
+                /* That may have made room: dispatch on, rather than wait for nothing. */
+                if (full && !output_full(l))
+                        continue;
 
                 pthread_mutex_lock(&l->lock);
                 /* The watches tell the socket and whether reading is allowed (libdbus turns
@@ -264,7 +284,7 @@ int bus_loop_run(bus_loop_t *l)
                         DBusWatch *w = g_ptr_array_index(l->watches, i);
                         fd = dbus_watch_get_unix_fd(w);
                         if (dbus_watch_get_enabled(w) &&
-                            (dbus_watch_get_flags(w) & DBUS_WATCH_READABLE))
+                            (dbus_watch_get_flags(w) & DBUS_WATCH_READABLE) && !full)
                                 want_read = true;
                 }
                 for (guint i = 0; i < l->timers->len; i++) {

@@ -34,5 +34,12 @@ void bus_loop_quit(bus_loop_t *l);
 typedef int (*bus_loop_idle_fn)(void *data);
 void bus_loop_set_idle(bus_loop_t *l, bus_loop_idle_fn fn, void *data);
 
+/* While more than `bytes` (> 0) wait in the connection's outgoing queue, the loop dispatches
+ * nothing and only writes: back-pressure, so when the bus takes our messages slower than we
+ * make them, the backlog waits in the bus rather than in our heap (libdbus keeps its list
+ * links' pool at its peak for good). What libdbus reads meanwhile is bounded apart, by
+ * dbus_connection_set_max_received_size(). Set before bus_loop_run(); 0 (default): no limit. */
+void bus_loop_set_output_max(bus_loop_t *l, long bytes);
+
 /* Wakes the loop once (it re-checks dispatch status and its watches). Any thread. */
 void bus_loop_wakeup(bus_loop_t *l);
