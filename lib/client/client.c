@@ -24,14 +24,15 @@
 #define CALL_TIMEOUT_MS 10000
 #define BACKOFF_MIN_MS 50   /* G-68: reconnect with back-off, 50 ms doubling … */
 #define BACKOFF_MAX_MS 1000 /* … to 1 s: back within 2 s of a restart (issue #8) */
-/* Flow accounting (protocol.h, Ack): the broker's signals are acknowledged per batch that the
- * dispatcher took off the bus. A batch with a unicast the broker could re-route (a Deliver with
- * a ticket) is acknowledged at once, and its callbacks start only once the Ack is written: so
- * what the broker has not seen acknowledged has certainly not reached a callback, and
- * re-routing it when this process dies is never a duplicate. Anything else (broadcasts,
- * observations, unicast errors: never re-routed) starts at once and is acknowledged with the
- * next such batch, after ACK_BATCH signals, or ACK_LAZY_MS after it arrived — well inside
- * VFIIPC_STALL_MS — which spares the bus and the broker one message per delivery. */
+/* Flow accounting (protocol.h, Ack and AckShared): the broker's signals are acknowledged per
+ * batch that the dispatcher took off the bus, before the batch's callbacks start: so what the
+ * broker has not seen acknowledged has certainly not reached a callback, and re-routing it
+ * when this process dies is never a duplicate. Normally that is two stores into the page shared
+ * with the broker. Where the bus cannot pass the page (no fd passing), it is an Ack message:
+ * then only a batch with a unicast the broker could re-route (a Deliver with a ticket) waits
+ * for its Ack to be written; anything else (broadcasts, observations, unicast errors: never
+ * re-routed) starts at once and is acknowledged with the next such batch, after ACK_BATCH
+ * signals, or ACK_LAZY_MS after it arrived (well inside VFIIPC_STALL_MS). */
 #define ACK_BATCH 64u
 #define ACK_LAZY_MS 50
 /* A sender waits while more than this is queued on its connection: an Ack queued behind a
