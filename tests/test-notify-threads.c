@@ -761,6 +761,52 @@ static void test_broadcast_by_bus_fan_out(void)
         g_free(me);
 }
 
+/* LIM: a client holds at most VFIIPC_BROADCAST_MATCHES_MAX broadcast rules; IDs beyond get their
+ * broadcasts as Deliver, and all of them still arrive. The rules go with the registrations. */
+static atomic_int cap_first, cap_last;
+
+static void test_broadcast_rules_capped(void)
+{
+        DBusConnection *mon = monitor_new();
+        const unsigned n = VFIIPC_BROADCAST_MATCHES_MAX + 4;
+        char *me = NULL, id[32];
+        int before, during;
+
+        atomic_store(&cap_first, 0);
+        atomic_store(&cap_last, 0);
+        g_assert_cmpint(vfiipc_register("t.cap.0", cb_fan, &cap_first, 0, NULL), ==, VFIIPC_OK);
+        g_assert_cmpint(monitor_count(mon, "Subscribe", "t.cap.0", &me), ==, 1);
+        dbus_connection_close(mon);
+        dbus_connection_unref(mon);
+        before = match_rules_of(me) - 1;
+        for (unsigned i = 1; i < n; i++) {
+                snprintf(id, sizeof(id), "t.cap.%u", i);
+                g_assert_cmpint(vfiipc_register(id, cb_fan, i == n - 1 ? &cap_last : &cap_first,
+                                                0, NULL),
+                                ==, VFIIPC_OK);
+        }
+        during = match_rules_of(me);
+        /* Other tests' registrations hold rules too: at most the cap, and these took the rest. */
+        g_assert_cmpint(during, >, before);
+        g_assert_cmpint(during - before, <=, (int)VFIIPC_BROADCAST_MATCHES_MAX);
+        snprintf(id, sizeof(id), "t.cap.%u", n - 1);
+        g_assert_cmpint(vfiipc_notify_text("*", "t.cap.0", "1", 0, NULL), ==, VFIIPC_OK);
+        g_assert_cmpint(vfiipc_notify_text("*", id, "1", 0, NULL), ==, VFIIPC_OK);
+        g_assert_cmpint(wait_atomic(&cap_first, 1), ==, 1);
+        g_assert_cmpint(wait_atomic(&cap_last, 1), ==, 1);
+        for (unsigned i = 0; i < n; i++) {
+                snprintf(id, sizeof(id), "t.cap.%u", i);
+                g_assert_cmpint(vfiipc_unregister(id, NULL, NULL, NULL), ==, VFIIPC_OK);
+        }
+        {
+                gint64 deadline = g_get_monotonic_time() + DEADLINE_US;
+                while (match_rules_of(me) != before && g_get_monotonic_time() < deadline)
+                        g_usleep(10 * 1000);
+        }
+        g_assert_cmpint(match_rules_of(me), ==, before);
+        g_free(me);
+}
+
 /* The counts on the bus, separately: ten Broadcasts, no Deliver. */
 static void test_broadcast_no_deliver_on_the_bus(void)
 {
@@ -1235,6 +1281,7 @@ int main(int argc, char **argv)
         g_test_add_func("/threads/broadcast-no-deliver-on-the-bus",
                         test_broadcast_no_deliver_on_the_bus);
         g_test_add_func("/threads/forged-broadcast-ignored", test_forged_broadcast_ignored);
+        g_test_add_func("/threads/broadcast-rules-capped", test_broadcast_rules_capped);
         g_test_add_func("/threads/blocking-callback-does-not-hold-up-next",
                         test_blocking_callback_does_not_hold_up_next);
         g_test_add_func("/threads/server-killed-during-stream-20-times",
