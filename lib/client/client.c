@@ -942,9 +942,7 @@ static void ack_release(DBusConnection *c)
         ack.urgent = false;
         if (g_queue_is_empty(&ack.held))
                 return;
-        pthread_mutex_lock(&client.lock);
-        pool = client.pool;
-        pthread_mutex_unlock(&client.lock);
+        pool = client.pool; /* set before the dispatcher started, never changed since */
         while (!g_queue_is_empty(&ack.held)) {
                 void *v[ACK_BATCH];
                 size_t n = 0;
@@ -1116,9 +1114,7 @@ static int ack_idle(void *data)
 
         tasks_reap();
         ack_release(data);
-        pthread_mutex_lock(&client.lock);
-        pool = client.pool;
-        pthread_mutex_unlock(&client.lock);
+        pool = client.pool; /* see ack_release() */
         wait = workers_check(pool);
         if (ack.due_ms) {
                 int64_t left = ack.due_ms - ack_clock_ms();
