@@ -2195,6 +2195,30 @@ static void test_broadcast_stalled_subscriber_falls_back(fx_t *f, gconstpointer 
         assert_quiet(b);
 }
 
+/* A connection that subscribed without holding the match rule (the library's fallback when
+ * AddMatch fails) never gets the Broadcasts counted for it; once it registers plainly again,
+ * they no longer count, so it is not taken for stalled: 2.5 s later a unicast still reaches it. */
+static void test_broadcast_backlog_goes_with_last_subscription(fx_t *f, gconstpointer unused)
+{
+        NEEDS_SERVER(f);
+        tc_t *a = tc_new(f), *s = tc_new(f);
+        const char *to = "x", *id = "nm";
+        dbus_int32_t p = 0;
+
+        tc_ack(a, 0, 0);
+        assert_error(tc_call(a, "Subscribe", S, &to, S, &id, DBUS_TYPE_INT32, &p, END), NULL);
+        tc_notify(s, "app", "*", "nm", "1", 0); /* a Broadcast nobody receives */
+        settle(f);
+        assert_quiet(a);
+        tc_register(a, "x", "nm", 0);
+        g_usleep((VFIIPC_STALL_MS + 500) * 1000);
+        tc_notify(s, "app", "x", "nm", "2", 0);
+        settle(f);
+        g_assert_cmpstr(take_deliver(a).json, ==, "2");
+        assert_quiet(a);
+        assert_quiet(s); /* no unicast error */
+}
+
 /* LIM-3, DLV-8, protocol.h "Remote peers": a connection that observes is local for good:
  * Remote1 is refused (AccessDenied) and nothing it sends that way is routed; a local registrant
  * cannot send as a remote peer either; and a remote connection gets no Broker1 method at all,
@@ -2322,6 +2346,8 @@ int main(int argc, char **argv)
         SERVER_TEST("/broker/routing/broadcast-fast-path", test_broadcast_fast_path);
         SERVER_TEST("/broker/routing/broadcast-stalled-subscriber-falls-back",
                     test_broadcast_stalled_subscriber_falls_back);
+        SERVER_TEST("/broker/routing/broadcast-backlog-goes-with-last-subscription",
+                    test_broadcast_backlog_goes_with_last_subscription);
         REMOTE_TEST("/broker/remote/in-rules", test_remote_in_rules);
         REMOTE_TEST("/broker/remote/out-before-priority", test_remote_out_before_priority);
         REMOTE_TEST("/broker/remote/broadcast-once-and-return-dropped",

@@ -161,6 +161,7 @@ typedef struct peer {
         uint64_t page_count;    /* page->count as last read */
         backlog_t backlog;  /* the signals addressed to it */
         backlog_t bbacklog; /* the Broadcast signals it subscribed to (fast path) */
+        size_t n_subscribed; /* its registrations with registration_t.subscribed */
         bool remote;   /* called Remote1: an NFY peer's connection, for good (protocol.h) */
         bool cap_logged;       /* G-87: the 256 cap is logged once per connection */
         uint64_t bcast_mark;   /* the last broadcast it was sent (G-91: one per connection) */
@@ -891,6 +892,27 @@ static int method_bounce(broker_t *b, const call_t *a, const char *sender, refus
         return 0;
 }
 
+/* Keeps peer_t.n_subscribed. When a connection's last subscribed registration goes, its
+ * Broadcast backlog goes too: no Broadcast it has not acknowledged yet can keep it looking
+ * stalled now that it gets none (say it never held the match rule: the library falls back to
+ * Register when AddMatch fails). */
+static void broker_subscribed_set(broker_t *b, const char *owner, const registration_t *reg,
+                                  bool subscribed)
+{
+        peer_t *p;
+
+        if (reg->subscribed == subscribed)
+                return;
+        registry_set_subscribed(b->registry, reg, subscribed);
+        p = peer_get(b, owner);
+        if (!p)
+                return; /* out of memory: only the clean-up below is missed */
+        if (subscribed)
+                p->n_subscribed++;
+        else if (p->n_subscribed && --p->n_subscribed == 0)
+                backlog_clear(&p->bbacklog);
+}
+
 static int broker_register(broker_t *b, const call_t *a, const char *sender, bool subscribed,
                            refusal_t *x)
 {
@@ -906,7 +928,7 @@ static int broker_register(broker_t *b, const call_t *a, const char *sender, boo
                               VFIIPC_REGISTRATIONS_PER_PEER_MAX);
         if (r < 0)
                 return r;
-        registry_set_subscribed(b->registry, reg, subscribed);
+        broker_subscribed_set(b, sender, reg, subscribed);
         nfy_log(LOG_INFO, "%s %s '%s' for '%s' with priority %d%s", sender,
                 r > 0 ? "re-registered" : "registered", id, to, (int)priority,
                 subscribed ? ", broadcasts by its match rule" : "");
@@ -926,6 +948,10 @@ static int method_subscribe(broker_t *b, const call_t *a, const char *sender, re
 
 static int method_unregister(broker_t *b, const call_t *a, const char *sender, refusal_t *x)
 {
+        const registration_t *reg = registry_find(b->registry, sender, a->to, a->id);
+
+        if (reg)
+                broker_subscribed_set(b, sender, reg, false);
         if (registry_remove(b->registry, sender, a->to, a->id) > 0)
                 nfy_log(LOG_INFO, "%s unregistered '%s' for '%s'", sender, a->id, a->to);
         return 0;

@@ -72,7 +72,9 @@
  * receivers and none of those connections is stalled; else, and for every registration
  * that is not subscribed (raw clients, remote peers), it sends Deliver as before. Observers
  * get one Observed per receiving registration either way (DLV-6). A client keeps at most
- * VFIIPC_BROADCAST_MATCHES_MAX such rules and registers further IDs with Register.
+ * VFIIPC_BROADCAST_MATCHES_MAX such rules and registers further IDs with Register (and falls
+ * back to Register for an ID whose AddMatch failed). When a connection's last subscribed
+ * registration goes, the broker forgets the Broadcasts it had not acknowledged.
  *
  * Remote peers (notification-service.md §6–8, G-82…G-94): the NFY gateway (lib/remote/gateway.c,
  * its own process) opens one bus connection per TCP peer, so that connection is the peer's
