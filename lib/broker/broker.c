@@ -483,8 +483,7 @@ static void signal_send(broker_t *b, DBusMessage *s, const char *member, const c
 /* Accounts a signal about to be sent to p (protocol.h, Ack); copy: a unicast's, taken over. */
 static void peer_account(broker_t *b, peer_t *p, size_t size, sent_copy_t *copy)
 {
-        if (p)
-                peer_sync(b, p); /* frees what it took meanwhile before adding more */
+        /* No peer_sync() here: every caller asked peer_stalled() first, which read the page. */
         if (p && p->flow && backlog_push(&p->backlog, size, copy, 0, b->now_ms) < 0)
                 nfy_log(LOG_ERR, "out of memory: a signal to %s is not accounted", p->name);
         else if (!p || !p->flow)

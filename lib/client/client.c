@@ -1099,7 +1099,7 @@ static void on_broker_owner_changed(DBusConnection *c, DBusMessage *m)
 
 static void ack_count(DBusConnection *c)
 {
-        if (ack.due_ms == 0)
+        if (!ack.page && ack.due_ms == 0) /* a shared page is written at every release */
                 ack.due_ms = ack_clock_ms() + ACK_LAZY_MS;
         if (++ack.batch >= ACK_BATCH)
                 ack_release(c);
