@@ -377,19 +377,16 @@ static void child_die_with_parent(gpointer unused)
         prctl(PR_SET_PDEATHSIG, SIGTERM);
 }
 
-/* The per-user default $XDG_RUNTIME_DIR/vfiipc/bus is created private (0700). */
-static void test_runtime_dir_default(server_fixture_t *f, gconstpointer unused)
+/* Starts notifysvc without VFIIPC_BUS_ADDRESS and with XDG_RUNTIME_DIR = rt, so it uses the
+ * per-user default endpoint; returns once a server answers at probe's address. f->pid is set,
+ * so the teardown stops it should an assertion fail. */
+static void spawn_default_server(server_fixture_t *f, const char *rt, server_fixture_t *probe)
 {
-        char *rt = fixture_path(f, "rt"), *dir = fixture_path(f, "rt/vfiipc");
-        char *address = g_strdup_printf("unix:path=%s/vfiipc/bus", rt);
         const char *argv[] = {g_getenv("VFIIPC_NOTIFYSVC"), NULL};
         char **envp = g_get_environ();
-        server_fixture_t probe = {.address = address};
         GError *error = NULL;
-        struct stat st;
         GPid pid;
 
-        g_assert_cmpint(g_mkdir(rt, 0700), ==, 0);
         envp = g_environ_unsetenv(envp, VFIIPC_ENV_BUS_ADDRESS);
         envp = g_environ_setenv(envp, "XDG_RUNTIME_DIR", rt, TRUE);
         g_spawn_async(NULL, (char **)argv, envp,
@@ -397,8 +394,21 @@ static void test_runtime_dir_default(server_fixture_t *f, gconstpointer unused)
                           G_SPAWN_STDERR_TO_DEV_NULL,
                       child_die_with_parent, NULL, &pid, &error);
         g_assert_no_error(error);
-        f->pid = pid; /* the teardown stops it should an assertion fail */
-        g_assert_true(server_fixture_wait_ready(&probe, DEADLINE_MS));
+        f->pid = pid;
+        g_strfreev(envp);
+        g_assert_true(server_fixture_wait_ready(probe, DEADLINE_MS));
+}
+
+/* The per-user default $XDG_RUNTIME_DIR/vfiipc/bus is created private (0700). */
+static void test_runtime_dir_default(server_fixture_t *f, gconstpointer unused)
+{
+        char *rt = fixture_path(f, "rt"), *dir = fixture_path(f, "rt/vfiipc");
+        char *address = g_strdup_printf("unix:path=%s/vfiipc/bus", rt);
+        server_fixture_t probe = {.address = address};
+        struct stat st;
+
+        g_assert_cmpint(g_mkdir(rt, 0700), ==, 0);
+        spawn_default_server(f, rt, &probe);
         g_assert_cmpint(stat(dir, &st), ==, 0);
         g_assert_cmpint(st.st_mode & 07777, ==, 0700);
 
@@ -426,7 +436,6 @@ static void test_runtime_dir_default(server_fixture_t *f, gconstpointer unused)
         g_assert_cmpint(kill(f->pid, SIGTERM), ==, 0);
         g_assert_cmpint(wait_exit_status(f->pid), ==, 0);
         f->pid = 0;
-        g_strfreev(envp);
         g_free(address);
         g_free(dir);
         g_free(rt);
@@ -520,13 +529,9 @@ static void test_runtime_dir_private_to_user(server_fixture_t *f, gconstpointer 
         char *rt = fixture_path(f, "rt"), *dir = fixture_path(f, "rt/vfiipc");
         char *sock = fixture_path(f, "rt/vfiipc/bus");
         char *address = g_strdup_printf("unix:path=%s", sock);
-        const char *argv[] = {g_getenv("VFIIPC_NOTIFYSVC"), NULL};
-        char **envp = g_get_environ();
         server_fixture_t probe_fx = {.address = address};
         probe_t probe = {.rt = rt, .sock = sock, .address = address};
-        GError *error = NULL;
         struct stat st;
-        GPid pid;
         int status;
 
         if (geteuid() != 0) {
@@ -537,15 +542,7 @@ static void test_runtime_dir_private_to_user(server_fixture_t *f, gconstpointer 
         g_assert_cmpint(g_chmod(f->dir, 0711), ==, 0);
         g_assert_cmpint(g_mkdir(rt, 0711), ==, 0);
         g_assert_cmpint(g_chmod(rt, 0711), ==, 0);
-        envp = g_environ_unsetenv(envp, VFIIPC_ENV_BUS_ADDRESS);
-        envp = g_environ_setenv(envp, "XDG_RUNTIME_DIR", rt, TRUE);
-        g_spawn_async(NULL, (char **)argv, envp,
-                      G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_STDOUT_TO_DEV_NULL |
-                          G_SPAWN_STDERR_TO_DEV_NULL,
-                      child_die_with_parent, NULL, &pid, &error);
-        g_assert_no_error(error);
-        f->pid = pid;
-        g_assert_true(server_fixture_wait_ready(&probe_fx, DEADLINE_MS));
+        spawn_default_server(f, rt, &probe_fx);
         g_assert_cmpint(stat(dir, &st), ==, 0);
         g_assert_cmpint(st.st_mode & 07777, ==, 0700);
         g_assert_cmpint(st.st_uid, ==, geteuid());
@@ -562,7 +559,6 @@ static void test_runtime_dir_private_to_user(server_fixture_t *f, gconstpointer 
         g_assert_cmpint(g_chmod(dir, 0711), ==, 0);
         g_assert_cmpint(run_as_nobody(probe_private_dir, &probe), ==, 2 | 4 | 8);
 out:
-        g_strfreev(envp);
         g_free(address);
         g_free(sock);
         g_free(dir);
