@@ -256,24 +256,38 @@ static void test_one_mib_param_intact(void)
 
 /* The unique bus names of this process's connections other than `except` (asking the bus
  * driver for each name's process). */
-static GPtrArray *own_bus_names(DBusConnection *c, const char *except)
+/* The unique names on the bus but except (ListNames); free with g_strfreev(). */
+static char **unique_names(DBusConnection *c, const char *except)
 {
         DBusMessage *q = dbus_message_new_method_call(DBUS_SERVICE_DBUS, DBUS_PATH_DBUS,
                                                       DBUS_INTERFACE_DBUS, "ListNames");
         DBusMessage *reply = dbus_connection_send_with_reply_and_block(c, q, 5000, NULL);
-        GPtrArray *own = g_ptr_array_new_with_free_func(g_free);
+        GPtrArray *v = g_ptr_array_new();
         char **names;
         int n;
 
         g_assert_nonnull(reply);
         g_assert_true(dbus_message_get_args(reply, NULL, DBUS_TYPE_ARRAY, DBUS_TYPE_STRING, &names,
                                             &n, DBUS_TYPE_INVALID));
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < n; i++)
+                if (names[i][0] == ':' && strcmp(names[i], except) != 0)
+                        g_ptr_array_add(v, g_strdup(names[i]));
+        g_ptr_array_add(v, NULL);
+        dbus_free_string_array(names);
+        dbus_message_unref(reply);
+        dbus_message_unref(q);
+        return (char **)g_ptr_array_free(v, FALSE);
+}
+
+static GPtrArray *own_bus_names(DBusConnection *c, const char *except)
+{
+        GPtrArray *own = g_ptr_array_new_with_free_func(g_free);
+        char **names = unique_names(c, except);
+
+        for (int i = 0; names[i]; i++) {
                 DBusMessage *m, *r;
                 dbus_uint32_t pid = 0;
 
-                if (names[i][0] != ':' || strcmp(names[i], except) == 0)
-                        continue;
                 m = dbus_message_new_method_call(DBUS_SERVICE_DBUS, DBUS_PATH_DBUS,
                                                  DBUS_INTERFACE_DBUS, "GetConnectionUnixProcessID");
                 dbus_message_append_args(m, DBUS_TYPE_STRING, &names[i], DBUS_TYPE_INVALID);
@@ -285,9 +299,7 @@ static GPtrArray *own_bus_names(DBusConnection *c, const char *except)
                         dbus_message_unref(r);
                 dbus_message_unref(m);
         }
-        dbus_free_string_array(names);
-        dbus_message_unref(reply);
-        dbus_message_unref(q);
+        g_strfreev(names);
         return own;
 }
 
@@ -434,50 +446,27 @@ static void test_raw_client_invalid_json_not_delivered(void)
 }
 
 /* A forged Deliver from another client (not the broker) is ignored. */
+static void forge_to_all(DBusConnection *c, const char *path, const char *iface,
+                         const char *member, int first_type, ...);
+
 static void test_forged_delivery_ignored(void)
 {
         DBusConnection *c = dbus_connection_open_private(server.address, NULL);
-        DBusMessage *m;
         const char *from = "evil", *to = "*", *id = "t.forge", *json = "1", *rcv;
         char *own = vfiipc_get_app_id();
         dbus_uint32_t flags = 0;
         dbus_uint64_t ticket = 0;
-        DBusMessage *q, *reply;
 
         g_assert_nonnull(c);
         g_assert_true(dbus_bus_register(c, NULL));
         atomic_store(&raw_count, 0);
         g_assert_cmpint(vfiipc_register("t.forge", cb_raw, NULL, 0, NULL), ==, VFIIPC_OK);
         rcv = own;
-        /* Find our own unique name: the only other connection besides broker and c. Instead
-         * of guessing, broadcast the forged signal to every name that is not the broker. */
-        q = dbus_message_new_method_call(DBUS_SERVICE_DBUS, DBUS_PATH_DBUS, DBUS_INTERFACE_DBUS,
-                                         "ListNames");
-        reply = dbus_connection_send_with_reply_and_block(c, q, 5000, NULL);
-        g_assert_nonnull(reply);
-        {
-                char **names;
-                int n;
-                g_assert_true(dbus_message_get_args(reply, NULL, DBUS_TYPE_ARRAY, DBUS_TYPE_STRING,
-                                                    &names, &n, DBUS_TYPE_INVALID));
-                for (int i = 0; i < n; i++) {
-                        if (names[i][0] != ':')
-                                continue;
-                        m = dbus_message_new_signal(VFIIPC_CLIENT_PATH, VFIIPC_CLIENT_INTERFACE,
-                                                    "Deliver");
-                        dbus_message_set_destination(m, names[i]);
-                        dbus_message_append_args(m, DBUS_TYPE_STRING, &from, DBUS_TYPE_STRING,
-                                                 &to, DBUS_TYPE_STRING, &id, DBUS_TYPE_STRING,
-                                                 &json, DBUS_TYPE_UINT32, &flags,
-                                                 DBUS_TYPE_STRING, &rcv, DBUS_TYPE_UINT64,
-                                                 &ticket, DBUS_TYPE_INVALID);
-                        dbus_connection_send(c, m, NULL);
-                        dbus_message_unref(m);
-                }
-                dbus_free_string_array(names);
-        }
-        dbus_message_unref(reply);
-        dbus_message_unref(q);
+        /* Rather than find our own unique name, to every connection. */
+        forge_to_all(c, VFIIPC_CLIENT_PATH, VFIIPC_CLIENT_INTERFACE, "Deliver", DBUS_TYPE_STRING,
+                     &from, DBUS_TYPE_STRING, &to, DBUS_TYPE_STRING, &id, DBUS_TYPE_STRING, &json,
+                     DBUS_TYPE_UINT32, &flags, DBUS_TYPE_STRING, &rcv, DBUS_TYPE_UINT64, &ticket,
+                     DBUS_TYPE_INVALID);
         dbus_connection_flush(c);
         g_usleep(300 * 1000);
         g_assert_cmpint(atomic_load(&raw_count), ==, 0);
@@ -494,21 +483,12 @@ static void test_forged_delivery_ignored(void)
 static void forge_to_all(DBusConnection *c, const char *path, const char *iface,
                          const char *member, int first_type, ...)
 {
-        DBusMessage *q = dbus_message_new_method_call(DBUS_SERVICE_DBUS, DBUS_PATH_DBUS,
-                                                      DBUS_INTERFACE_DBUS, "ListNames");
-        DBusMessage *reply = dbus_connection_send_with_reply_and_block(c, q, 5000, NULL);
-        char **names;
-        int n;
+        char **names = unique_names(c, dbus_bus_get_unique_name(c));
 
-        g_assert_nonnull(reply);
-        g_assert_true(dbus_message_get_args(reply, NULL, DBUS_TYPE_ARRAY, DBUS_TYPE_STRING, &names,
-                                            &n, DBUS_TYPE_INVALID));
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; names[i]; i++) {
                 DBusMessage *m;
                 va_list ap;
 
-                if (names[i][0] != ':' || strcmp(names[i], dbus_bus_get_unique_name(c)) == 0)
-                        continue;
                 m = dbus_message_new_signal(path, iface, member);
                 dbus_message_set_destination(m, names[i]);
                 va_start(ap, first_type);
@@ -517,9 +497,7 @@ static void forge_to_all(DBusConnection *c, const char *path, const char *iface,
                 g_assert_true(dbus_connection_send(c, m, NULL));
                 dbus_message_unref(m);
         }
-        dbus_free_string_array(names);
-        dbus_message_unref(reply);
-        dbus_message_unref(q);
+        g_strfreev(names);
         /* The bus has routed them once it answers a later call of c. */
         g_assert_true(dbus_bus_name_has_owner(c, VFIIPC_BROKER_NAME, NULL));
 }
