@@ -638,6 +638,12 @@ static void tc_register(tc_t *t, const char *to, const char *id, int priority)
         g_assert_cmpstr(e, ==, NULL);
 }
 
+/* protocol.h "Ack", as the library sends it. */
+static void tc_ack(tc_t *t, dbus_uint32_t count, dbus_uint64_t broadcast)
+{
+        tc_send(t, "Ack", U, &count, T, &broadcast, END);
+}
+
 static void tc_observe(tc_t *t)
 {
         char *e = tc_call(t, "AddObserver", END);
@@ -1975,23 +1981,21 @@ static void test_ack_huge_count_acknowledges_no_more_than_sent(fx_t *f, gconstpo
 {
         NEEDS_SERVER(f);
         tc_t *a = tc_new(f), *b = tc_new(f), *s = tc_new(f);
-        dbus_uint32_t zero = 0, huge = UINT32_MAX, one = 1;
-        dbus_uint64_t none = 0;
 
-        tc_send(a, "Ack", U, &zero, T, &none, END); /* accounting on */
-        tc_send(a, "Ack", U, &huge, T, &none, END); /* nothing outstanding: no credit either */
+        tc_ack(a, 0, 0);          /* accounting on */
+        tc_ack(a, UINT32_MAX, 0); /* nothing outstanding: no credit either */
         tc_register(a, "x", "id", 10);
         tc_register(b, "x", "id", 0);
         tc_notify(s, "app", "1", "id", "1", 0);
         tc_notify(s, "app", "1", "id", "2", 0);
         settle(f);
         g_assert_cmpuint(tc_count(a, "Deliver"), ==, 2);
-        tc_send(a, "Ack", U, &huge, T, &none, END); /* "1" and "2", no more */
+        tc_ack(a, UINT32_MAX, 0); /* "1" and "2", no more */
         tc_notify(s, "app", "1", "id", "3", 0);
         tc_notify(s, "app", "1", "id", "4", 0);
         settle(f);
         g_assert_cmpuint(tc_count(a, "Deliver"), ==, 4);
-        tc_send(a, "Ack", U, &one, T, &none, END); /* "3" */
+        tc_ack(a, 1, 0); /* "3" */
         settle(f);
         assert_quiet(b);
 
@@ -2076,11 +2080,6 @@ static void tc_subscribe(tc_t *t, const char *to, const char *id, int priority)
         g_free(rule);
         e = tc_call(t, "Subscribe", S, &to, S, &id, DBUS_TYPE_INT32, &p, END);
         g_assert_null(e);
-}
-
-static void tc_ack(tc_t *t, dbus_uint32_t count, dbus_uint64_t broadcast)
-{
-        tc_send(t, "Ack", U, &count, T, &broadcast, END);
 }
 
 typedef struct bcast {
