@@ -212,14 +212,6 @@ _printf_(3, 4) static int refuse(refusal_t *x, const char *error, const char *fm
 
 /* ---- flow accounting (protocol.h, Ack; G-93) ------------------------------------------------ */
 
-static int64_t clock_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void backlog_pop(backlog_t *q, sent_t *ret)
 {
         *ret = q->v[q->head];
@@ -266,8 +258,6 @@ static int backlog_push(backlog_t *q, size_t size, sent_copy_t *copy, uint64_t s
         return 0;
 }
 
-/* Stalled: it has unacknowledged signals and has acknowledged none for VFIIPC_STALL_MS, or its
- * backlog is above VFIIPC_BACKLOG_BYTES_MAX (protocol.h). Logged once per episode. */
 /* protocol.h "Ack": count more of the signals addressed to p were taken, and every Broadcast
  * up to bseq. */
 static void peer_acknowledge(broker_t *b, peer_t *p, uint64_t count, uint64_t bseq)
@@ -324,6 +314,8 @@ static bool backlog_stalled(const broker_t *b, const backlog_t *q)
                               q->bytes > VFIIPC_BACKLOG_BYTES_MAX);
 }
 
+/* Stalled: it has unacknowledged signals and has acknowledged none for VFIIPC_STALL_MS, or its
+ * backlog is above VFIIPC_BACKLOG_BYTES_MAX (protocol.h). Logged once per episode. */
 static bool peer_stalled(broker_t *b, peer_t *p)
 {
         backlog_t *q = &p->backlog;
@@ -442,7 +434,7 @@ static void broker_forget(broker_t *b, const char *name)
                 if (p->observer)
                         g_ptr_array_remove(b->observers, p);
                 p->observer = false;
-                b->now_ms = clock_ms();
+                b->now_ms = monotonic_ms(CLOCK_MONOTONIC_COARSE);
                 peer_sync(b, p); /* its last word: what it took is not re-routed */
                 peer_unmap(p);
                 while (p->backlog.len) {
@@ -582,9 +574,6 @@ static bool broker_out_allowed(broker_t *b, const note_t *n, int *out)
         return *out;
 }
 
-/* DLV-1, DLV-4, DLV-7 (G-64): every registration of the ID, the sender's own included; remote
- * ones only if an out rule lets the notification out (§4.1), once per remote connection (G-91),
- * each with a ticket so that a returned broadcast is recognised and dropped (G-89). */
 /* protocol.h "Broadcast fast path": one Broadcast signal serves every subscribed registration
  * of the ID, when there is one and none of their connections is stalled (a stalled one must
  * not get it, and the bus cannot leave it out). */
@@ -606,6 +595,9 @@ static bool broker_broadcast_fast(broker_t *b, const note_t *n)
         return any;
 }
 
+/* DLV-1, DLV-4, DLV-7 (G-64): every registration of the ID, the sender's own included; remote
+ * ones only if an out rule lets the notification out (§4.1), once per remote connection (G-91),
+ * each with a ticket so that a returned broadcast is recognised and dropped (G-89). */
 static void broker_broadcast(broker_t *b, const char *sender, const note_t *n)
 {
         const registration_t *reg;
@@ -996,7 +988,6 @@ static int method_ack_shared(broker_t *b, const call_t *a, const char *sender, r
         return 0;
 }
 
-
 /* h */
 static int args_ack_shared(DBusMessage *m, call_t *a, refusal_t *x)
 {
@@ -1267,7 +1258,7 @@ static DBusHandlerResult broker_message(DBusConnection *c, DBusMessage *m, void 
         sender = dbus_message_get_sender(m);
         if (!member || !sender)
                 return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
-        b->now_ms = clock_ms();
+        b->now_ms = monotonic_ms(CLOCK_MONOTONIC_COARSE);
         b->n_handled++;
 
         h = method_find(iface, member, &remote);
@@ -1362,7 +1353,7 @@ void broker_caught_up(broker_t *b)
 
         if (!b)
                 return;
-        b->caught_up_ms = clock_ms();
+        b->caught_up_ms = monotonic_ms(CLOCK_MONOTONIC_COARSE);
         b->now_ms = b->caught_up_ms;
         g_hash_table_iter_init(&it, b->peers);
         while (g_hash_table_iter_next(&it, NULL, (gpointer *)&p))

@@ -123,14 +123,6 @@ static vfiipc_result server_result(int r, enum server_phase phase)
         }
 }
 
-static long long now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- the socket's directory ------------------------------------------------------------ */
 
 /* mkdir -p; the last component gets `mode` exactly (not reduced by the umask) when we create
@@ -258,7 +250,7 @@ static DBusMessage *bus_call(DBusConnection *c, const char *method, const char *
         }
         dbus_message_unref(m);
         while (!dbus_pending_call_get_completed(pending)) {
-                long long left = deadline - now_ms();
+                long long left = deadline - monotonic_ms(CLOCK_MONOTONIC);
                 if (left <= 0 || !dbus_connection_read_write(c, (int)left))
                         break;
         }
@@ -279,7 +271,7 @@ static DBusMessage *bus_call(DBusConnection *c, const char *method, const char *
  * all within PROBE_TIMEOUT_MS. */
 static int bus_probe(const char *address)
 {
-        long long deadline = now_ms() + PROBE_TIMEOUT_MS;
+        long long deadline = monotonic_ms(CLOCK_MONOTONIC) + PROBE_TIMEOUT_MS;
         DBusError err = DBUS_ERROR_INIT;
         const char *name = VFIIPC_BROKER_NAME;
         DBusConnection *c;
@@ -340,7 +332,7 @@ static int socket_probe(const char *path)
  * removed), -EBUSY when a server or another live bus answers (left untouched, G-67). */
 static int server_clear_socket(vfiipc_server *s)
 {
-        long long settle = now_ms() + PROBE_SETTLE_MS;
+        long long settle = monotonic_ms(CLOCK_MONOTONIC) + PROBE_SETTLE_MS;
         int r;
 
         for (;;) {
@@ -372,7 +364,7 @@ static int server_clear_socket(vfiipc_server *s)
                 /* Something listens but is no server: most likely the bus of a server killed
                  * a moment ago, which PDEATHSIG is taking down right now. Give it time; if it
                  * stays, it is someone else's bus, and we do not steal its address. */
-                if (now_ms() >= settle)
+                if (monotonic_ms(CLOCK_MONOTONIC) >= settle)
                         return nfy_log(LOG_ERR,
                                        "something answers on %s that is no notification server; "
                                        "not replacing it",
@@ -581,7 +573,7 @@ static int server_start_gateway(vfiipc_server *s)
                 s->gateway_name = strdup(child_line(s->gateway) + 6);
         memmove(s->gateway_starts, s->gateway_starts + 1,
                 sizeof(s->gateway_starts) - sizeof(s->gateway_starts[0]));
-        s->gateway_starts[GATEWAY_RESTARTS_MAX - 1] = now_ms();
+        s->gateway_starts[GATEWAY_RESTARTS_MAX - 1] = monotonic_ms(CLOCK_MONOTONIC);
         nfy_log(LOG_NOTICE, "NFY gateway %d serves TCP port %u%s%s", (int)child_pid(s->gateway),
                 port, user ? " as user " : "", user ? user : "");
         return 0;
@@ -592,7 +584,7 @@ static int server_start_gateway(vfiipc_server *s)
  * which blocks while the new gateway starts (its start needs the bus driver, not the broker). */
 static void server_gateway_lost(vfiipc_server *s)
 {
-        long long now = now_ms();
+        long long now = monotonic_ms(CLOCK_MONOTONIC);
         int r;
 
         nfy_log(LOG_ERR, "the NFY gateway %d ended; remote peers were disconnected",
@@ -811,7 +803,7 @@ static int server_idle(void *data)
 {
         vfiipc_server *s = data;
         uint64_t n = broker_n_handled(s->broker);
-        long long now = now_ms();
+        long long now = monotonic_ms(CLOCK_MONOTONIC);
         int fd, wait = -1;
 
         if (now != s->input_checked_ms && dbus_connection_get_unix_fd(s->conn, &fd)) {

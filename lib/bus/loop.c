@@ -54,14 +54,6 @@ static bool output_full(const bus_loop_t *l)
                dbus_connection_get_is_connected(l->conn);
 }
 
-static int64_t now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void bus_loop_wakeup(bus_loop_t *l)
 {
         uint64_t one = 1;
@@ -111,7 +103,7 @@ static void watch_toggled(DBusWatch *w, void *data)
 
 static void timer_arm(struct timer *t)
 {
-        t->due_ms = now_ms() + dbus_timeout_get_interval(t->timeout);
+        t->due_ms = monotonic_ms(CLOCK_MONOTONIC) + dbus_timeout_get_interval(t->timeout);
 }
 
 static dbus_bool_t timeout_add(DBusTimeout *to, void *data)
@@ -266,7 +258,7 @@ int bus_loop_run(bus_loop_t *l)
                 if (l->idle && !full) {
                         int ms = l->idle(l->idle_data);
                         if (ms >= 0)
-                                idle_due = now_ms() + ms;
+                                idle_due = monotonic_ms(CLOCK_MONOTONIC) + ms;
                 }
 
                 /* Messages other threads queued but could not write (libdbus woke us). */
@@ -305,7 +297,7 @@ int bus_loop_run(bus_loop_t *l)
                         fds[n++] = (struct pollfd){.fd = fd, .events = ev};
                 }
 
-                t = next < 0 ? -1 : next - now_ms();
+                t = next < 0 ? -1 : next - monotonic_ms(CLOCK_MONOTONIC);
                 r = poll(fds, n, next < 0 ? -1 : (t < 0 ? 0 : (int)MIN(t, INT32_MAX)));
                 if (r < 0 && errno != EINTR)
                         return -errno;
@@ -326,7 +318,7 @@ int bus_loop_run(bus_loop_t *l)
                 if (next >= 0) {
                         DBusTimeout *due[8];
                         unsigned nd = 0;
-                        int64_t now = now_ms();
+                        int64_t now = monotonic_ms(CLOCK_MONOTONIC);
                         pthread_mutex_lock(&l->lock);
                         for (guint i = 0; i < l->timers->len && nd < ELEMENTSOF(due); i++) {
                                 struct timer *tm = &g_array_index(l->timers, struct timer, i);

@@ -249,6 +249,15 @@ static topic_t *topic_get_locked(const char *id)
         return t;
 }
 
+/* Its rule is not (or no longer) on the connection. client.lock. */
+static void topic_unmatch_locked(topic_t *t)
+{
+        if (t && t->matched) {
+                t->matched = false;
+                client.n_matches--;
+        }
+}
+
 /* Forgets a topic that has no registration, no rule and nothing in flight. client.lock. */
 static void topic_gc_locked(topic_t *t)
 {
@@ -638,8 +647,7 @@ static void topic_released(DBusPendingCall *pending, void *data)
         if (rel->gen == client.gen && client.topics)
                 t = g_hash_table_lookup(client.topics, rel->id);
         if (t && t->releases > 0 && --t->releases == 0 && t->slots->len == 0 && t->matched) {
-                t->matched = false;
-                client.n_matches--;
+                topic_unmatch_locked(t);
                 c = client.conn ? dbus_connection_ref(client.conn) : NULL;
         }
         topic_gc_locked(t);
@@ -721,8 +729,7 @@ static void topic_match_failed(DBusConnection *c, const char *id, unsigned gen)
         if (gen == client.gen && client.topics)
                 t = g_hash_table_lookup(client.topics, id);
         if (t && t->matched) {
-                t->matched = false;
-                client.n_matches--;
+                topic_unmatch_locked(t);
                 for (guint i = 0; i < t->slots->len; i++)
                         g_ptr_array_add(v, slot_ref(g_ptr_array_index(t->slots, i)));
         }
@@ -892,14 +899,6 @@ static DBusMessage *ack_message_new(dbus_uint32_t count, dbus_uint64_t broadcast
         return m;
 }
 
-static int64_t ack_clock_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Sends the Ack when it is due (see ACK_BATCH), then starts the held callbacks. With a shared
  * page the acknowledgement is two stores, made at once: no message, no waiting. */
 static void ack_release(DBusConnection *c)
@@ -916,7 +915,8 @@ static void ack_release(DBusConnection *c)
                 ack.batch = 0;
                 ack.due_ms = 0;
         } else if ((ack.unacked || ack.bseq != ack.bseq_acked) &&
-            (ack.urgent || ack.batch >= ACK_BATCH || ack_clock_ms() >= ack.due_ms)) {
+                   (ack.urgent || ack.batch >= ACK_BATCH ||
+                    monotonic_ms(CLOCK_MONOTONIC_COARSE) >= ack.due_ms)) {
                 DBusMessage *m = ack_message_new(ack.unacked, ack.bseq);
 
                 if (m) {
@@ -1100,7 +1100,7 @@ static void on_broker_owner_changed(DBusConnection *c, DBusMessage *m)
 static void ack_count(DBusConnection *c)
 {
         if (!ack.page && ack.due_ms == 0) /* a shared page is written at every release */
-                ack.due_ms = ack_clock_ms() + ACK_LAZY_MS;
+                ack.due_ms = monotonic_ms(CLOCK_MONOTONIC_COARSE) + ACK_LAZY_MS;
         if (++ack.batch >= ACK_BATCH)
                 ack_release(c);
 }
@@ -1117,7 +1117,7 @@ static int ack_idle(void *data)
         pool = client.pool; /* see ack_release() */
         wait = workers_check(pool);
         if (ack.due_ms) {
-                int64_t left = ack.due_ms - ack_clock_ms();
+                int64_t left = ack.due_ms - monotonic_ms(CLOCK_MONOTONIC_COARSE);
                 int due = left > 0 ? (int)left : 0;
 
                 if (wait < 0 || due < wait)
@@ -1372,10 +1372,7 @@ static int reregister_all(DBusConnection *c)
                 if (id && (!m || broker_call(c, m) < 0)) {
                         pthread_mutex_lock(&client.lock);
                         t = client.topics ? g_hash_table_lookup(client.topics, id) : NULL;
-                        if (t && t->matched) {
-                                t->matched = false;
-                                client.n_matches--;
-                        }
+                        topic_unmatch_locked(t);
                         pthread_mutex_unlock(&client.lock);
                 }
         }

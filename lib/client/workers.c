@@ -11,6 +11,7 @@
 
 #include "client/workers.h"
 #include "core/log.h"
+#include "core/util.h"
 
 struct workers {
         pthread_mutex_t lock;
@@ -24,14 +25,6 @@ struct workers {
         uint64_t seen;      /* taken at the last check that found the queue waiting */
         int64_t seen_ms;    /* when that check was */
 };
-
-static int64_t clock_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void *worker_main(void *arg)
 {
@@ -133,7 +126,7 @@ void workers_push(workers_t *w, void *const *tasks, size_t n)
                 workers_add_locked(w);
         if (was_empty) {
                 w->seen = w->taken;
-                w->seen_ms = clock_ms();
+                w->seen_ms = monotonic_ms(CLOCK_MONOTONIC);
         }
         pthread_mutex_unlock(&w->lock);
 }
@@ -146,7 +139,7 @@ int workers_check(workers_t *w)
                 return -1;
         pthread_mutex_lock(&w->lock);
         if (!g_queue_is_empty(&w->queue)) {
-                int64_t now = clock_ms();
+                int64_t now = monotonic_ms(CLOCK_MONOTONIC);
 
                 if (w->taken != w->seen) {
                         w->seen = w->taken;

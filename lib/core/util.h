@@ -2,8 +2,10 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
@@ -31,6 +33,16 @@ static inline bool streq(const char *a, const char *b)
 static inline bool isempty(const char *s)
 {
         return !s || !*s;
+}
+
+/* Milliseconds on a monotonic clock: CLOCK_MONOTONIC, or CLOCK_MONOTONIC_COARSE (a tick's
+ * accuracy, no system call) for the per-message clocks of the broker and the acknowledgements. */
+static inline int64_t monotonic_ms(clockid_t clock)
+{
+        struct timespec ts;
+
+        clock_gettime(clock, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))

@@ -185,14 +185,6 @@ struct gateway {
 
 /* ---- small helpers ------------------------------------------------------------------------- */
 
-static int64_t now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void addr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t size)
 {
         char host[NI_MAXHOST], serv[NI_MAXSERV];
@@ -678,7 +670,7 @@ static void peer_close(peer_t *p, int level, const char *why)
         p->fd = -1;
         peer_out_clear(p);
         p->dec = nfy_decoder_free(p->dec);
-        p->drain_deadline = now_ms() + PEER_DRAIN_MS;
+        p->drain_deadline = monotonic_ms(CLOCK_MONOTONIC) + PEER_DRAIN_MS;
 }
 
 /* True when the reaper may free it. */
@@ -1111,7 +1103,7 @@ static void peer_read(peer_t *p)
 /* G-94: the peer limit. The connection was accepted; it is closed at once. */
 static void gateway_refuse(gateway_t *g, int fd, const struct sockaddr_storage *addr, socklen_t len)
 {
-        int64_t now = now_ms();
+        int64_t now = monotonic_ms(CLOCK_MONOTONIC);
         char text[ADDR_TEXT_MAX];
 
         close(fd);
@@ -1133,7 +1125,7 @@ static void listener_accept(listener_t *l)
 {
         gateway_t *g = l->g;
 
-        if (g->accept_paused_until_ms > now_ms())
+        if (g->accept_paused_until_ms > monotonic_ms(CLOCK_MONOTONIC))
                 return;
         for (int i = 0; i < ACCEPTS_PER_ROUND; i++) {
                 struct sockaddr_storage addr;
@@ -1148,7 +1140,7 @@ static void listener_accept(listener_t *l)
                                 return;
                         nfy_log_errno(LOG_WARNING, -errno, "cannot accept on %s; pausing for %d ms",
                                       l->name, ACCEPT_PAUSE_MS);
-                        g->accept_paused_until_ms = now_ms() + ACCEPT_PAUSE_MS;
+                        g->accept_paused_until_ms = monotonic_ms(CLOCK_MONOTONIC) + ACCEPT_PAUSE_MS;
                         return;
                 }
                 if (g->peers->len >= PEERS_MAX) {
@@ -1341,7 +1333,7 @@ static int gateway_listeners_new(gateway_t *g, const gateway_config_t *c)
         /* First attempt now, the look-ups in place: readiness means "every listener tried". */
         for (guint i = 0; i < g->listeners->len; i++)
                 listener_attempt_now(g_ptr_array_index(g->listeners, i));
-        g->next_retry_ms = now_ms() + LISTENER_RETRY_MS;
+        g->next_retry_ms = monotonic_ms(CLOCK_MONOTONIC) + LISTENER_RETRY_MS;
         return 0;
 }
 
@@ -1462,7 +1454,7 @@ static short bus_events(DBusConnection *c)
 /* Every fd of this round, and how long poll() may wait. */
 static int gateway_poll_prepare(gateway_t *g)
 {
-        int64_t now = now_ms(), due = -1;
+        int64_t now = monotonic_ms(CLOCK_MONOTONIC), due = -1;
         bool pending = false;
 
         g_array_set_size(g->pfds, 0);
@@ -1517,7 +1509,7 @@ static void bus_io(DBusConnection *c, short revents)
 
 static void gateway_reap(gateway_t *g)
 {
-        int64_t now = now_ms();
+        int64_t now = monotonic_ms(CLOCK_MONOTONIC);
 
         for (guint i = g->peers->len; i > 0; i--) {
                 peer_t *p = g_ptr_array_index(g->peers, i - 1);
@@ -1620,10 +1612,10 @@ int gateway_run(gateway_t *g)
                         if (slots[i].kind == SLOT_LISTENER && (pfds[i].revents & POLLIN))
                                 listener_accept(slots[i].obj);
 
-                if (now_ms() >= g->next_retry_ms) {
+                if (monotonic_ms(CLOCK_MONOTONIC) >= g->next_retry_ms) {
                         for (guint k = 0; k < g->listeners->len; k++)
                                 listener_retry(g_ptr_array_index(g->listeners, k));
-                        g->next_retry_ms = now_ms() + LISTENER_RETRY_MS;
+                        g->next_retry_ms = monotonic_ms(CLOCK_MONOTONIC) + LISTENER_RETRY_MS;
                 }
                 gateway_reap(g);
         }
