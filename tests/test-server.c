@@ -621,6 +621,26 @@ static void test_bus_refuses_other_users(server_fixture_t *f, gconstpointer unus
         g_free(sock);
 }
 
+/* The forked child of test_unwritable_dir_exits_3(): notifysvc on address, as nobody when
+ * set; 126 when it cannot become nobody, 127 when it cannot run notifysvc (a build tree nobody
+ * may not enter). It frees the test's two strings first: under valgrind the child is
+ * leak-checked at _exit(), and a leak would make its status valgrind's error code. */
+static _Noreturn void notifysvc_child(const struct passwd *nobody, char *address, char *ro)
+{
+        int null = open("/dev/null", O_RDWR);
+
+        dup2(null, STDOUT_FILENO);
+        dup2(null, STDERR_FILENO);
+        setenv(VFIIPC_ENV_BUS_ADDRESS, address, 1);
+        g_free(address);
+        g_free(ro);
+        if (nobody && (setgroups(0, NULL) < 0 || setgid(nobody->pw_gid) < 0 ||
+                       setuid(nobody->pw_uid) < 0))
+                _exit(126);
+        execl(g_getenv("VFIIPC_NOTIFYSVC"), "notifysvc", (char *)NULL);
+        _exit(127);
+}
+
 /* G-66: the endpoint may not be created → 3. Root bypasses file permissions, so as root the
  * program runs as "nobody" (when that is possible here). */
 static void test_unwritable_dir_exits_3(server_fixture_t *f, gconstpointer unused)
@@ -646,17 +666,8 @@ static void test_unwritable_dir_exits_3(server_fixture_t *f, gconstpointer unuse
 
         pid = fork();
         g_assert_cmpint(pid, >=, 0);
-        if (pid == 0) {
-                int null = open("/dev/null", O_RDWR);
-                dup2(null, STDOUT_FILENO);
-                dup2(null, STDERR_FILENO);
-                if (nobody && (setgroups(0, NULL) < 0 || setgid(nobody->pw_gid) < 0 ||
-                               setuid(nobody->pw_uid) < 0))
-                        _exit(126);
-                setenv(VFIIPC_ENV_BUS_ADDRESS, address, 1);
-                execl(g_getenv("VFIIPC_NOTIFYSVC"), "notifysvc", (char *)NULL);
-                _exit(127);
-        }
+        if (pid == 0)
+                notifysvc_child(nobody, address, ro);
         status = wait_exit_status(pid);
         g_rmdir(ro);
         if (nobody && (status == 126 || status == 127)) {
@@ -670,17 +681,8 @@ static void test_unwritable_dir_exits_3(server_fixture_t *f, gconstpointer unuse
                 address = g_strdup_printf("unix:path=%s/bus", ro);
                 pid = fork();
                 g_assert_cmpint(pid, >=, 0);
-                if (pid == 0) {
-                        int null = open("/dev/null", O_RDWR);
-                        dup2(null, STDOUT_FILENO);
-                        dup2(null, STDERR_FILENO);
-                        if (nobody && (setgroups(0, NULL) < 0 || setgid(nobody->pw_gid) < 0 ||
-                                       setuid(nobody->pw_uid) < 0))
-                                _exit(126);
-                        setenv(VFIIPC_ENV_BUS_ADDRESS, address, 1);
-                        execl(g_getenv("VFIIPC_NOTIFYSVC"), "notifysvc", (char *)NULL);
-                        _exit(127);
-                }
+                if (pid == 0)
+                        notifysvc_child(nobody, address, ro);
                 g_assert_cmpint(wait_exit_status(pid), ==, 3);
                 g_rmdir(ro);
         }
