@@ -631,18 +631,17 @@ static DBusMessage *unregister_message_new(const char *to, const char *id);
 /* An Unregister whose answer may remove the ID's rule: by then the broker counts no
  * subscription of ours any more, and every Broadcast it sent before has arrived. */
 typedef struct release {
+        atomic_bool ran; /* topic_released() ran, or topic_release_send() did its work */
         unsigned gen;
         char id[]; /* the topic's */
 } release_t;
 
-static void topic_released(DBusPendingCall *pending, void *data)
+/* Called with send_lock. */
+static void topic_released_locked(const release_t *rel)
 {
-        const release_t *rel = data;
         DBusConnection *c = NULL;
         topic_t *t = NULL;
 
-        (void)pending;
-        pthread_mutex_lock(&client.send_lock);
         pthread_mutex_lock(&client.lock);
         if (rel->gen == client.gen && client.topics)
                 t = g_hash_table_lookup(client.topics, rel->id);
@@ -658,6 +657,17 @@ static void topic_released(DBusPendingCall *pending, void *data)
                         broker_send(c, m);
                 dbus_connection_unref(c);
         }
+}
+
+static void topic_released(DBusPendingCall *pending, void *data)
+{
+        release_t *rel = data;
+
+        (void)pending;
+        if (atomic_exchange(&rel->ran, true))
+                return;
+        pthread_mutex_lock(&client.send_lock);
+        topic_released_locked(rel);
         pthread_mutex_unlock(&client.send_lock);
 }
 
@@ -679,8 +689,7 @@ static bool topic_slot_remove_locked(slot_t *s)
         return false;
 }
 
-/* Unregister(to, id) with topic_released() on its answer. Called with send_lock, not lock
- * (libdbus may run the notification at once). */
+/* Unregister(to, id) with topic_released() on its answer. Called with send_lock, not lock. */
 static void topic_release_send(DBusConnection *c, const char *to, const char *id, unsigned gen)
 {
         DBusMessage *m = unregister_message_new(to, id);
@@ -688,11 +697,18 @@ static void topic_release_send(DBusConnection *c, const char *to, const char *id
         release_t *rel = malloc(sizeof(*rel) + strlen(id) + 1);
 
         if (rel) {
+                atomic_init(&rel->ran, false);
                 rel->gen = gen;
                 strcpy(rel->id, id);
         }
         if (m && rel && dbus_connection_send_with_reply(c, m, &pending, CALL_TIMEOUT_MS)) {
                 if (pending && dbus_pending_call_set_notify(pending, topic_released, rel, free)) {
+                        /* libdbus runs the notification only for an answer read after it was
+                         * set; one the dispatcher read in between is handled here (and the
+                         * flag keeps a notification racing this from doing it again). */
+                        if (dbus_pending_call_get_completed(pending) &&
+                            !atomic_exchange(&rel->ran, true))
+                                topic_released_locked(rel);
                         dbus_pending_call_unref(pending);
                         dbus_message_unref(m);
                         return;
