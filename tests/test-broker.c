@@ -492,7 +492,8 @@ static void tc_drain(tc_t *t)
         while ((m = dbus_connection_pop_message(t->c))) {
                 if (dbus_message_get_type(m) == DBUS_MESSAGE_TYPE_SIGNAL &&
                     (dbus_message_has_interface(m, VFIIPC_CLIENT_INTERFACE) ||
-                     dbus_message_has_member(m, "Broadcast")))
+                     dbus_message_has_member(m, "Broadcast") ||
+                     dbus_message_has_member(m, "DirectBroadcasts")))
                         g_queue_push_tail(&t->queue, m);
                 else
                         dbus_message_unref(m);
@@ -2061,7 +2062,56 @@ static void test_ack_shared_page(fx_t *f, gconstpointer unused)
         munmap(page, sizeof(*page));
 }
 
-/* ---- protocol.h "Broadcast fast path" ----------------------------------------------------- */
+/* ---- protocol.h "Broadcasts by the bus" --------------------------------------------------- */
+
+/* The broker's unique name. */
+static const char *broker_owner(tc_t *t)
+{
+        static char owner[256];
+        const char *name = VFIIPC_BROKER_NAME, *o;
+        DBusMessage *m = dbus_message_new_method_call(DBUS_SERVICE_DBUS, DBUS_PATH_DBUS,
+                                                      DBUS_INTERFACE_DBUS, "GetNameOwner");
+        DBusMessage *reply;
+
+        g_assert_true(dbus_message_append_args(m, S, &name, END));
+        reply = dbus_connection_send_with_reply_and_block(t->c, m, 5000, NULL);
+        g_assert_nonnull(reply);
+        g_assert_true(dbus_message_get_args(reply, NULL, S, &o, END));
+        g_strlcpy(owner, o, sizeof(owner));
+        dbus_message_unref(reply);
+        dbus_message_unref(m);
+        return owner;
+}
+
+/* Takes every queued Mark (protocol.h); returns the last one's value, 0 if none. */
+static dbus_uint64_t take_marks(tc_t *t)
+{
+        dbus_uint64_t v = 0;
+        DBusMessage *m;
+
+        while ((m = tc_take(t, "Mark")))
+                g_assert_true(dbus_message_get_args(m, NULL, T, &v, END));
+        return v;
+}
+
+/* A Broadcast signal as a client sends it by the bus; dest: none, unless a test forges one. */
+static void tc_broadcast(tc_t *t, const char *dest, const char *iface_id, const char *from,
+                         const char *to, const char *id, const char *json)
+{
+        char iface[WIRE_BROADCAST_INTERFACE_SIZE];
+        dbus_uint32_t flags = 0;
+        DBusMessage *m;
+
+        wire_broadcast_interface(iface, iface_id);
+        m = dbus_message_new_signal(VFIIPC_BROADCAST_PATH, iface, "Broadcast");
+        g_assert_true(dbus_message_append_args(m, S, &from, S, &to, S, &id, S, &json, U, &flags,
+                                               END));
+        if (dest)
+                g_assert_true(dbus_message_set_destination(m, dest));
+        g_assert_true(dbus_connection_send(t->c, m, NULL));
+        dbus_connection_flush(t->c);
+        dbus_message_unref(m);
+}
 
 /* As the library subscribes: the ID's match rule on the bus first, then Subscribe. */
 static void tc_subscribe(tc_t *t, const char *to, const char *id, int priority)
@@ -2071,9 +2121,8 @@ static void tc_subscribe(tc_t *t, const char *to, const char *id, int priority)
         DBusError err;
 
         wire_broadcast_interface(iface, id);
-        rule = g_strdup_printf("type='signal',sender='%s',path='%s',interface='%s',"
-                               "member='Broadcast'",
-                               VFIIPC_BROKER_NAME, VFIIPC_BROKER_PATH, iface);
+        rule = g_strdup_printf("type='signal',path='%s',interface='%s',member='Broadcast'",
+                               VFIIPC_BROADCAST_PATH, iface);
         dbus_error_init(&err);
         dbus_bus_add_match(t->c, rule, &err);
         g_assert_false(dbus_error_is_set(&err));
@@ -2083,12 +2132,11 @@ static void tc_subscribe(tc_t *t, const char *to, const char *id, int priority)
 }
 
 typedef struct bcast {
-        const char *from, *to, *id, *json;
+        const char *from, *to, *id, *json, *sender;
         dbus_uint32_t flags;
-        dbus_uint64_t seq;
 } bcast_t;
 
-/* The oldest queued Broadcast: from the broker's object, to nobody in particular, on the ID's
+/* The oldest queued Broadcast: on the broadcast object, to nobody in particular, on the ID's
  * own interface. */
 static bcast_t take_broadcast(tc_t *t)
 {
@@ -2104,10 +2152,11 @@ static bcast_t take_broadcast(tc_t *t)
                         break;
                 }
         g_assert_nonnull(m);
-        g_assert_cmpstr(dbus_message_get_path(m), ==, VFIIPC_BROKER_PATH);
+        g_assert_cmpstr(dbus_message_get_path(m), ==, VFIIPC_BROADCAST_PATH);
         g_assert_null(dbus_message_get_destination(m));
         g_assert_true(dbus_message_get_args(m, NULL, S, &b.from, S, &b.to, S, &b.id, S, &b.json, U,
-                                            &b.flags, T, &b.seq, END));
+                                            &b.flags, END));
+        b.sender = dbus_message_get_sender(m);
         wire_broadcast_interface(iface, b.id);
         g_assert_cmpstr(dbus_message_get_interface(m), ==, iface);
         return b;
@@ -2141,11 +2190,12 @@ static void test_broadcast_fast_path(fx_t *f, gconstpointer unused)
         g_assert_cmpstr(x.id, ==, "fan");
         g_assert_cmpstr(x.json, ==, "{\"k\":1}");
         g_assert_cmpuint(x.flags, ==, 3);
-        g_assert_cmpuint(x.seq, >, 0);
+        g_assert_cmpstr(x.sender, ==, broker_owner(s));
         g_assert_cmpstr(take_deliver(b).receiver, ==, "z");
         obs = take_observed(o, "app", "fan");
         g_assert_cmpstr(obs, ==, "x,y,z");
         g_free(obs);
+        take_marks(a); /* it is accounted (Ack), and took a Broadcast */
         assert_quiet(a);
         assert_quiet(b);
         assert_quiet(n);
@@ -2154,42 +2204,138 @@ static void test_broadcast_fast_path(fx_t *f, gconstpointer unused)
         tc_notify(s, "app", "x", "fan", "2", 0);
         settle(f);
         g_assert_cmpstr(take_deliver(a).receiver, ==, "x");
+        take_marks(a);
         assert_quiet(a);
         assert_quiet(b);
 }
 
-/* G-93 with the fast path: the bus cannot leave a stalled connection out of a Broadcast, so
- * while a subscribed receiver of the ID is stalled, the broadcast goes as Deliver to the
- * others and is dropped for the stalled one; once it acknowledges the Broadcasts it took, one
- * Broadcast serves all again. An Ack counts Broadcasts by sequence number. */
+/* protocol.h "Broadcasts by the bus": a client's own Broadcast signal reaches the subscribed
+ * connection from the bus (from its sender, not the broker), while the broker, which watches
+ * Broadcasts because a plain registration and an observer exist, delivers to the plain
+ * registration and has the observer see every receiver (DLV-6). One with a destination, with
+ * `to` other than "*", or on another ID's interface reaches nobody through the broker. */
+static void test_broadcast_by_sender(fx_t *f, gconstpointer unused)
+{
+        NEEDS_SERVER(f);
+        tc_t *a = tc_new(f), *b = tc_new(f), *o = tc_new(f), *s = tc_new(f);
+        bcast_t x;
+        char *obs;
+
+        tc_subscribe(a, "x", "bb", 0);
+        tc_register(b, "z", "bb", 0);
+        tc_observe(o);
+        tc_broadcast(s, NULL, "bb", "app", "*", "bb", "{\"k\":2}");
+        settle(f);
+        x = take_broadcast(a);
+        g_assert_cmpstr(x.sender, ==, s->name);
+        g_assert_cmpstr(x.json, ==, "{\"k\":2}");
+        g_assert_cmpstr(take_deliver(b).json, ==, "{\"k\":2}");
+        obs = take_observed(o, "app", "bb");
+        g_assert_cmpstr(obs, ==, "x,z");
+        g_free(obs);
+        assert_quiet(a);
+        assert_quiet(b);
+        assert_quiet(o);
+
+        tc_broadcast(s, b->name, "bb", "app", "*", "bb", "1"); /* addressed: b drops it itself */
+        tc_broadcast(s, NULL, "bb", "app", "z", "bb", "2");
+        tc_broadcast(s, NULL, "other", "app", "*", "bb", "3");
+        tc_broadcast(s, NULL, "bb", "app", "*", "bb", "{bad");
+        settle(f);
+        g_assert_cmpuint(tc_count(b, "Deliver"), ==, 0);
+        g_assert_cmpuint(tc_count(o, "Observed"), ==, 0);
+}
+
+/* The newest DirectBroadcasts a watcher got: 1 true, 0 false, -1 none. */
+static int take_direct(tc_t *t)
+{
+        dbus_bool_t v;
+        DBusMessage *m;
+        int r = -1;
+
+        for (GList *l = t->queue.head, *next; l; l = next) {
+                dbus_uint64_t version;
+
+                next = l->next;
+                m = l->data;
+                if (!dbus_message_has_member(m, "DirectBroadcasts"))
+                        continue;
+                g_assert_cmpstr(dbus_message_get_path(m), ==, VFIIPC_BROKER_PATH);
+                g_assert_null(dbus_message_get_destination(m));
+                g_assert_true(dbus_message_get_args(m, NULL, DBUS_TYPE_BOOLEAN, &v, T, &version,
+                                                    END));
+                r = v ? 1 : 0;
+                g_queue_delete_link(&t->queue, l);
+                g_queue_push_tail(&t->taken, m);
+        }
+        return r;
+}
+
+static bool tc_sync_direct(tc_t *t)
+{
+        DBusMessage *m = dbus_message_new_method_call(VFIIPC_BROKER_NAME, VFIIPC_BROKER_PATH,
+                                                      VFIIPC_BROKER_INTERFACE, "Sync");
+        DBusMessage *reply = dbus_connection_send_with_reply_and_block(t->c, m, 5000, NULL);
+        dbus_bool_t direct;
+        dbus_uint64_t version;
+
+        g_assert_nonnull(reply);
+        g_assert_true(dbus_message_get_args(reply, NULL, DBUS_TYPE_BOOLEAN, &direct, T, &version,
+                                            END));
+        dbus_message_unref(reply);
+        dbus_message_unref(m);
+        return direct;
+}
+
+/* G-93 with broadcasts by the bus: a subscribed connection that leaves its Mark unacknowledged
+ * for VFIIPC_STALL_MS is stalled: the broker says DirectBroadcasts false (Sync too), sends a
+ * broadcast as Deliver to the others and drops it for the stalled one; once it acknowledges,
+ * broadcasts may go by the bus again and one Broadcast serves all. */
 static void test_broadcast_stalled_subscriber_falls_back(fx_t *f, gconstpointer unused)
 {
         NEEDS_SERVER(f);
-        tc_t *a = tc_new(f), *b = tc_new(f), *s = tc_new(f);
-        dbus_uint64_t seq;
+        tc_t *a = tc_new(f), *b = tc_new(f), *s = tc_new(f), *w = tc_new(f);
+        dbus_uint64_t mark_a, mark_b;
+        DBusError err = DBUS_ERROR_INIT;
 
+        dbus_bus_add_match(w->c,
+                           "type='signal',path='" VFIIPC_BROKER_PATH "',interface='" VFIIPC_BROKER_INTERFACE
+                           "',member='DirectBroadcasts'",
+                           &err);
+        g_assert_false(dbus_error_is_set(&err));
         tc_ack(a, 0, 0);
         tc_ack(b, 0, 0);
         tc_subscribe(a, "x", "st", 0);
         tc_subscribe(b, "y", "st", 0);
+        g_assert_true(tc_sync_direct(s));
         tc_notify(s, "app", "*", "st", "1", 0);
+        g_usleep(50 * 1000); /* the broker's idle Mark */
         settle(f);
-        seq = take_broadcast(a).seq;
-        g_assert_cmpuint(take_broadcast(b).seq, ==, seq);
-        tc_ack(b, 0, seq); /* a acknowledges nothing */
+        g_assert_cmpstr(take_broadcast(a).json, ==, "1");
+        g_assert_cmpstr(take_broadcast(b).json, ==, "1");
+        mark_a = take_marks(a);
+        mark_b = take_marks(b);
+        g_assert_cmpuint(mark_a, >, 0);
+        g_assert_cmpuint(mark_b, >, 0);
+        tc_ack(b, 0, mark_b); /* a acknowledges nothing */
         g_usleep((VFIIPC_STALL_MS + 500) * 1000);
 
         tc_notify(s, "app", "*", "st", "2", 0);
         settle(f);
         g_assert_cmpstr(take_deliver(b).json, ==, "2");
         assert_quiet(a); /* dropped for it, counted and logged */
-        assert_quiet(b);
+        g_assert_false(tc_sync_direct(s));
+        g_assert_cmpint(take_direct(w), ==, 0);
 
-        tc_ack(a, 0, seq);
+        tc_ack(a, 0, mark_a);
         tc_notify(s, "app", "*", "st", "3", 0);
         settle(f);
+        g_assert_true(tc_sync_direct(s));
+        g_assert_cmpint(take_direct(w), ==, 1);
         g_assert_cmpstr(take_broadcast(a).json, ==, "3");
         g_assert_cmpstr(take_broadcast(b).json, ==, "3");
+        take_marks(a);
+        take_marks(b);
         assert_quiet(a);
         assert_quiet(b);
 }
@@ -2207,7 +2353,9 @@ static void test_broadcast_backlog_goes_with_last_subscription(fx_t *f, gconstpo
         tc_ack(a, 0, 0);
         assert_error(tc_call(a, "Subscribe", S, &to, S, &id, DBUS_TYPE_INT32, &p, END), NULL);
         tc_notify(s, "app", "*", "nm", "1", 0); /* a Broadcast nobody receives */
+        g_usleep(50 * 1000); /* the broker's idle Mark, left unacknowledged */
         settle(f);
+        take_marks(a);
         assert_quiet(a);
         tc_register(a, "x", "nm", 0);
         g_usleep((VFIIPC_STALL_MS + 500) * 1000);
@@ -2342,6 +2490,7 @@ int main(int argc, char **argv)
         SERVER_TEST("/broker/access/ack-huge-count-acknowledges-no-more-than-sent",
                     test_ack_huge_count_acknowledges_no_more_than_sent);
         SERVER_TEST("/broker/access/ack-shared-page", test_ack_shared_page);
+        SERVER_TEST("/broker/routing/broadcast-by-sender", test_broadcast_by_sender);
         SERVER_TEST("/broker/routing/broadcast-fast-path", test_broadcast_fast_path);
         SERVER_TEST("/broker/routing/broadcast-stalled-subscriber-falls-back",
                     test_broadcast_stalled_subscriber_falls_back);

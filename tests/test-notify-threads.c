@@ -785,15 +785,20 @@ static void test_broadcast_rules_capped(void)
         g_free(me);
 }
 
-/* The counts on the bus, separately: ten Broadcasts, no Deliver. */
+/* The counts on the bus, separately: ten Broadcasts, no Deliver, and the Broadcasts come from
+ * this process itself (protocol.h "Broadcasts by the bus"), not from the broker. */
 static void test_broadcast_no_deliver_on_the_bus(void)
 {
-        DBusConnection *mon;
-        int n = 0, d = 0;
+        DBusConnection *mon, *w = dbus_connection_open_private(server.address, NULL);
+        GPtrArray *own;
+        int n = 0, d = 0, mine = 0;
 
         atomic_store(&fan_a, 0);
         g_assert_cmpint(vfiipc_register("t.fan2", cb_fan, &fan_a, 0, "fan-a"), ==, VFIIPC_OK);
         g_assert_cmpint(vfiipc_register("t.fan2", cb_fan, &fan_a, 0, "fan-b"), ==, VFIIPC_OK);
+        g_assert_nonnull(w);
+        g_assert_true(dbus_bus_register(w, NULL));
+        own = own_bus_names(w, dbus_bus_get_unique_name(w)); /* the library's connection */
         mon = monitor_new();
         for (int i = 0; i < 10; i++)
                 g_assert_cmpint(vfiipc_notify_text("*", "t.fan2", "1", 0, NULL), ==, VFIIPC_OK);
@@ -808,29 +813,96 @@ static void test_broadcast_no_deliver_on_the_bus(void)
                             streq(a2, "t.fan2")) {
                                 n += dbus_message_has_member(m, "Broadcast");
                                 d += dbus_message_has_member(m, "Deliver");
+                                for (guint i = 0; i < own->len; i++)
+                                        mine += dbus_message_has_member(m, "Broadcast") &&
+                                                streq(dbus_message_get_sender(m),
+                                                      g_ptr_array_index(own, i));
                         }
                         dbus_message_unref(m);
                 }
         }
         g_assert_cmpint(n, ==, 10);
+        g_assert_cmpint(mine, ==, 10);
         g_assert_cmpint(d, ==, 0);
         g_assert_cmpint(atomic_load(&fan_a), ==, 20);
         vfiipc_unregister("t.fan2", NULL, NULL, "fan-a");
         vfiipc_unregister("t.fan2", NULL, NULL, "fan-b");
+        g_ptr_array_unref(own);
         dbus_connection_close(mon);
         dbus_connection_unref(mon);
+        dbus_connection_close(w);
+        dbus_connection_unref(w);
 }
 
-/* A Broadcast sent by anyone but the broker is ignored: sent to everyone, the bus does not
- * route it (the library's rule names the broker as sender); sent to each connection, the
- * library drops it. */
+/* ORD-3 across the switch between the broker's path and the bus: a raw receiver subscribed as
+ * the library subscribes gets one sender's unicasts (Deliver, through the broker) and
+ * broadcasts (Broadcast, from the sender) in the order they were sent, whatever the mix: a
+ * broadcast after a unicast waits for the broker (Sync) instead of overtaking it. */
+static void test_order_across_broadcasts_by_the_bus(void)
+{
+        DBusConnection *r = dbus_connection_open_private(server.address, NULL);
+        const char *to = "ord-rx", *id = "t.ord";
+        char iface[WIRE_BROADCAST_INTERFACE_SIZE], *rule, json[16];
+        dbus_int32_t prio = 0;
+        DBusMessage *m, *reply;
+        const int total = 600;
+        int next = 0;
+        gint64 deadline;
+
+        g_assert_nonnull(r);
+        g_assert_true(dbus_bus_register(r, NULL));
+        wire_broadcast_interface(iface, id);
+        rule = g_strdup_printf("type='signal',path='%s',interface='%s',member='Broadcast'",
+                               VFIIPC_BROADCAST_PATH, iface);
+        dbus_bus_add_match(r, rule, NULL);
+        g_free(rule);
+        m = dbus_message_new_method_call(VFIIPC_BROKER_NAME, VFIIPC_BROKER_PATH,
+                                         VFIIPC_BROKER_INTERFACE, "Subscribe");
+        dbus_message_append_args(m, DBUS_TYPE_STRING, &to, DBUS_TYPE_STRING, &id, DBUS_TYPE_INT32,
+                                 &prio, DBUS_TYPE_INVALID);
+        reply = dbus_connection_send_with_reply_and_block(r, m, 5000, NULL);
+        g_assert_nonnull(reply);
+        dbus_message_unref(reply);
+        dbus_message_unref(m);
+
+        /* Runs of broadcasts of varying length between single unicasts. */
+        for (int i = 0; i < total; i++) {
+                snprintf(json, sizeof(json), "%d", i);
+                g_assert_cmpint(vfiipc_notify_text(i % 7 == 0 || i % 11 == 3 ? to : "*", id,
+                                                   json, 0, "ord"),
+                                ==, VFIIPC_OK);
+        }
+        deadline = g_get_monotonic_time() + DEADLINE_US;
+        while (next < total && g_get_monotonic_time() < deadline) {
+                const char *from, *t, *i, *j;
+
+                dbus_connection_read_write(r, 100);
+                while (next < total && (m = dbus_connection_pop_message(r))) {
+                        if ((dbus_message_has_member(m, "Deliver") ||
+                             dbus_message_has_member(m, "Broadcast")) &&
+                            dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &from,
+                                                  DBUS_TYPE_STRING, &t, DBUS_TYPE_STRING, &i,
+                                                  DBUS_TYPE_STRING, &j, DBUS_TYPE_INVALID) &&
+                            streq(i, id)) {
+                                snprintf(json, sizeof(json), "%d", next);
+                                g_assert_cmpstr(j, ==, json);
+                                next++;
+                        }
+                        dbus_message_unref(m);
+                }
+        }
+        g_assert_cmpint(next, ==, total);
+        dbus_connection_close(r);
+        dbus_connection_unref(r);
+}
+
+/* A Broadcast that the broker would not see or accept reaches no callback. */
 static void test_forged_broadcast_ignored(void)
 {
         DBusConnection *c = dbus_connection_open_private(server.address, NULL);
-        const char *from = "evil", *to = "*", *id = "t.fan3", *json = "1";
+        const char *from = "evil", *star = "*", *named = "x", *id = "t.fan3", *json = "1";
         dbus_uint32_t flags = 0;
-        dbus_uint64_t seq = 1;
-        char iface[WIRE_BROADCAST_INTERFACE_SIZE];
+        char iface[WIRE_BROADCAST_INTERFACE_SIZE], other[WIRE_BROADCAST_INTERFACE_SIZE];
         DBusMessage *m;
 
         g_assert_nonnull(c);
@@ -838,15 +910,22 @@ static void test_forged_broadcast_ignored(void)
         atomic_store(&forged_fan, 0);
         g_assert_cmpint(vfiipc_register(id, cb_fan, &forged_fan, 0, NULL), ==, VFIIPC_OK);
         wire_broadcast_interface(iface, id);
-        m = dbus_message_new_signal(VFIIPC_BROKER_PATH, iface, "Broadcast");
-        dbus_message_append_args(m, DBUS_TYPE_STRING, &from, DBUS_TYPE_STRING, &to,
-                                 DBUS_TYPE_STRING, &id, DBUS_TYPE_STRING, &json, DBUS_TYPE_UINT32,
-                                 &flags, DBUS_TYPE_UINT64, &seq, DBUS_TYPE_INVALID);
-        dbus_connection_send(c, m, NULL);
-        dbus_message_unref(m);
-        forge_to_all(c, VFIIPC_BROKER_PATH, iface, "Broadcast", DBUS_TYPE_STRING, &from,
-                     DBUS_TYPE_STRING, &to, DBUS_TYPE_STRING, &id, DBUS_TYPE_STRING, &json,
-                     DBUS_TYPE_UINT32, &flags, DBUS_TYPE_UINT64, &seq, DBUS_TYPE_INVALID);
+        wire_broadcast_interface(other, "t.other");
+        /* protocol.h "Broadcasts by the bus": what the broker would not see or accept is
+         * ignored: a `to` other than "*", another ID's interface, and one addressed to a
+         * single connection. */
+        for (int i = 0; i < 2; i++) {
+                m = dbus_message_new_signal(VFIIPC_BROADCAST_PATH, i ? other : iface, "Broadcast");
+                dbus_message_append_args(m, DBUS_TYPE_STRING, &from, DBUS_TYPE_STRING,
+                                         i ? &star : &named, DBUS_TYPE_STRING, &id,
+                                         DBUS_TYPE_STRING, &json, DBUS_TYPE_UINT32, &flags,
+                                         DBUS_TYPE_INVALID);
+                dbus_connection_send(c, m, NULL);
+                dbus_message_unref(m);
+        }
+        forge_to_all(c, VFIIPC_BROADCAST_PATH, iface, "Broadcast", DBUS_TYPE_STRING, &from,
+                     DBUS_TYPE_STRING, &star, DBUS_TYPE_STRING, &id, DBUS_TYPE_STRING, &json,
+                     DBUS_TYPE_UINT32, &flags, DBUS_TYPE_INVALID);
         g_assert_cmpint(vfiipc_notify_text("*", id, "2", 0, NULL), ==, VFIIPC_OK);
         g_assert_cmpint(wait_atomic(&forged_fan, 1), ==, 1);
         g_usleep(200 * 1000);
@@ -1253,6 +1332,8 @@ int main(int argc, char **argv)
         g_test_add_func("/threads/broadcast-no-deliver-on-the-bus",
                         test_broadcast_no_deliver_on_the_bus);
         g_test_add_func("/threads/forged-broadcast-ignored", test_forged_broadcast_ignored);
+        g_test_add_func("/threads/order-across-broadcasts-by-the-bus",
+                        test_order_across_broadcasts_by_the_bus);
         g_test_add_func("/threads/broadcast-rules-capped", test_broadcast_rules_capped);
         g_test_add_func("/threads/blocking-callback-does-not-hold-up-next",
                         test_blocking_callback_does_not_hold_up_next);

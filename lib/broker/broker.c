@@ -33,6 +33,16 @@
 #define BROKER_MATCH_NAME_LOST                                                                     \
         "type='signal',sender='" DBUS_SERVICE_DBUS "',path='" DBUS_PATH_DBUS                       \
         "',interface='" DBUS_INTERFACE_DBUS "',member='NameOwnerChanged',arg2=''"
+/* protocol.h "Broadcasts by the bus": every client's Broadcast, whatever its ID. */
+#define BROKER_MATCH_BROADCASTS                                                                    \
+        "type='signal',path='" VFIIPC_BROADCAST_PATH "',member='Broadcast'"
+/* A Mark goes out after VFIIPC_MARK_EVERY Broadcasts, or this long after the previous one
+ * when the broker has nothing else to do: rare enough to cost nothing under load, soon
+ * enough for VFIIPC_STALL_MS. */
+#define MARK_IDLE_MS 10
+/* While broadcasts go by the bus, a subscribed connection gets a Mark this often: it proves the
+ * connection still reads (VFIIPC_STALL_MS) at a cost of ten small signals a second. */
+#define MARK_PROBE_MS 100
 
 #define INTROSPECT_DOCTYPE                                                                         \
         "<!DOCTYPE node PUBLIC \"-//freedesktop//DTD D-BUS Object Introspection 1.0//EN\"\n"       \
@@ -65,9 +75,17 @@ static const char introspect_broker[] = INTROSPECT_DOCTYPE
     "  </method>\n"
     "  <method name=\"Ack\">\n"
     "   <arg name=\"count\" type=\"u\" direction=\"in\"/>\n"
-    "   <arg name=\"broadcast\" type=\"t\" direction=\"in\"/>\n"
+    "   <arg name=\"mark\" type=\"t\" direction=\"in\"/>\n"
     "   <annotation name=\"org.freedesktop.DBus.Method.NoReply\" value=\"true\"/>\n"
     "  </method>\n"
+    "  <method name=\"Sync\">\n"
+    "   <arg name=\"direct\" type=\"b\" direction=\"out\"/>\n"
+    "   <arg name=\"version\" type=\"t\" direction=\"out\"/>\n"
+    "  </method>\n"
+    "  <signal name=\"DirectBroadcasts\">\n"
+    "   <arg name=\"direct\" type=\"b\"/>\n"
+    "   <arg name=\"version\" type=\"t\"/>\n"
+    "  </signal>\n"
     "  <method name=\"AddObserver\"/>\n"
     "  <method name=\"RemoveObserver\"/>\n"
     "  <method name=\"Bounce\">\n"
@@ -135,7 +153,7 @@ typedef struct sent_copy {
 typedef struct sent {
         size_t size;       /* approximately its bytes on the bus */
         sent_copy_t *copy; /* unicasts only */
-        uint64_t seq;      /* Broadcast signals only (peer_t.bbacklog): their sequence number */
+        uint64_t seq;      /* Broadcasts only (peer_t.bbacklog): broker_t.bcast when seen */
 } sent_t;
 
 /* The unacknowledged signals of one connection, oldest first: a growable ring. */
@@ -159,9 +177,15 @@ typedef struct peer {
         bool flow;     /* sent Ack or AckShared: its signals are accounted (backlog) */
         const ack_page_t *page; /* AckShared: its acknowledgements, read-only, or NULL */
         uint64_t page_count;    /* page->count as last read */
+        uint64_t page_broadcasts; /* page->broadcasts as last read */
         backlog_t backlog;  /* the signals addressed to it */
-        backlog_t bbacklog; /* the Broadcast signals it subscribed to (fast path) */
+        backlog_t bbacklog; /* the Broadcasts of the IDs it subscribed to, since its last Mark */
         size_t n_subscribed; /* its registrations with registration_t.subscribed */
+        uint64_t mark_sent;  /* the last Mark sent to it (a broker_t.bcast value), 0: none */
+        uint64_t mark_acked; /* the last Mark it acknowledged */
+        int64_t mark_ms;     /* when mark_sent was sent */
+        unsigned n_unmarked; /* bbacklog entries newer than mark_sent */
+        bool blocks_direct;  /* stalled with a subscription: counted in broker_t.n_blocking */
         bool remote;   /* called Remote1: an NFY peer's connection, for good (protocol.h) */
         bool cap_logged;       /* G-87: the 256 cap is logged once per connection */
         uint64_t bcast_mark;   /* the last broadcast it was sent (G-91: one per connection) */
@@ -175,13 +199,17 @@ struct broker {
         GHashTable *peers;    /* name → peer_t, one reference each */
         GPtrArray *observers; /* peer_t, no reference: they leave before the peer does */
         uint64_t ticket;      /* the last ticket handed out */
-        uint64_t bcast;       /* the last broadcast's serial (peer_t.bcast_mark) */
+        uint64_t bcast;       /* counts broadcasts, either way (peer_t.bcast_mark, Marks) */
+        size_t n_blocking;    /* peers with blocks_direct: broadcasts go through the broker */
+        size_t n_subscribed;  /* registrations with registration_t.subscribed */
+        int64_t activity_ms;  /* when broadcasts were last seen going (Marks probe meanwhile) */
+        uint64_t direct_version; /* DirectBroadcasts' version: grows with every change */
         int64_t now_ms;       /* the clock for stall checks, read once per message handled */
         uint64_t n_handled;   /* method calls seen */
         int64_t caught_up_ms; /* when it last had read everything the bus had for it */
         size_t n_remote_regs; /* registrations of remote connections (LIM-1, G-87) */
         wire_t wire;          /* the signals' buffer */
-        bool filter_added, match_added, path_registered;
+        bool filter_added, match_added, bmatch_added, path_registered;
         unsigned n_parents; /* parent_nodes registered */
 };
 
@@ -258,9 +286,11 @@ static int backlog_push(backlog_t *q, size_t size, sent_copy_t *copy, uint64_t s
         return 0;
 }
 
-/* protocol.h "Ack": count more of the signals addressed to p were taken, and every Broadcast
- * up to bseq. */
-static void peer_acknowledge(broker_t *b, peer_t *p, uint64_t count, uint64_t bseq)
+static void peer_direct_update(broker_t *b, peer_t *p);
+
+/* protocol.h "Ack": count more of the signals addressed to p were taken, and the Mark `mark`
+ * (with every Broadcast seen before it was sent). */
+static void peer_acknowledge(broker_t *b, peer_t *p, uint64_t count, uint64_t mark)
 {
         sent_t e;
         size_t k = 0, j;
@@ -272,13 +302,18 @@ static void peer_acknowledge(broker_t *b, peer_t *p, uint64_t count, uint64_t bs
         }
         if (k || !p->backlog.len)
                 p->backlog.progress_ms = b->now_ms;
-        /* Broadcasts by sequence number: one it got without being counted for it (it had just
-         * subscribed) acknowledges only what came before it. */
-        for (j = 0; p->bbacklog.len && p->bbacklog.v[p->bbacklog.head].seq <= bseq; j++)
-                backlog_pop(&p->bbacklog, &e);
-        if (j || !p->bbacklog.len)
+        /* The bus routes to every receiver in one order, and a Mark leaves the broker after
+         * the Broadcasts it has seen: taking the Mark, p took them. More than was sent (a
+         * confused client) acknowledges what was sent. */
+        if (mark > p->mark_sent)
+                mark = p->mark_sent;
+        if (mark > p->mark_acked) {
+                p->mark_acked = mark;
+                for (j = 0; p->bbacklog.len && p->bbacklog.v[p->bbacklog.head].seq <= mark; j++)
+                        backlog_pop(&p->bbacklog, &e);
                 p->bbacklog.progress_ms = b->now_ms;
-        k += j;
+                k += j + 1;
+        }
         if (k && p->backlog.stalled) {
                 nfy_log(LOG_WARNING,
                         "%s reads again; %" PRIu64 " signal(s) to it were dropped while it was "
@@ -286,22 +321,28 @@ static void peer_acknowledge(broker_t *b, peer_t *p, uint64_t count, uint64_t bs
                         p->name, p->backlog.dropped);
                 p->backlog.stalled = false;
                 p->backlog.dropped = 0;
+                peer_direct_update(b, p);
         }
 }
 
 /* protocol.h "AckShared": takes in what the connection wrote into its page since last time. */
 static void peer_sync(broker_t *b, peer_t *p)
 {
-        uint64_t count, bseq;
+        uint64_t count, mark, bcasts;
 
         if (!p->page)
                 return;
         count = __atomic_load_n(&p->page->count, __ATOMIC_ACQUIRE);
-        bseq = __atomic_load_n(&p->page->broadcast, __ATOMIC_ACQUIRE);
-        if (count == p->page_count && (!p->bbacklog.len || bseq < p->bbacklog.v[p->bbacklog.head].seq))
+        mark = __atomic_load_n(&p->page->mark, __ATOMIC_ACQUIRE);
+        bcasts = __atomic_load_n(&p->page->broadcasts, __ATOMIC_RELAXED);
+        if (bcasts != p->page_broadcasts) {
+                p->page_broadcasts = bcasts;
+                b->activity_ms = b->now_ms; /* it broadcast by the bus: probe the subscribers */
+        }
+        if (count == p->page_count && mark <= p->mark_acked)
                 return;
         /* A count that went back (a confused client) acknowledges nothing. */
-        peer_acknowledge(b, p, count > p->page_count ? count - p->page_count : 0, bseq);
+        peer_acknowledge(b, p, count > p->page_count ? count - p->page_count : 0, mark);
         p->page_count = count;
 }
 
@@ -312,6 +353,15 @@ static bool backlog_stalled(const broker_t *b, const backlog_t *q)
          * sign of a stalled receiver. */
         return q->len > 0 && (b->caught_up_ms - q->progress_ms > VFIIPC_STALL_MS ||
                               q->bytes > VFIIPC_BACKLOG_BYTES_MAX);
+}
+
+/* Its Broadcasts: a Mark unacknowledged for VFIIPC_STALL_MS (time counted as above; the Mark
+ * may be a probe, sent while others broadcast by the bus), or too many bytes of those the
+ * broker saw. Broadcasts not followed by a Mark yet prove nothing: p could not acknowledge. */
+static bool bbacklog_stalled(const broker_t *b, const peer_t *p)
+{
+        return (p->mark_sent > p->mark_acked && b->caught_up_ms - p->mark_ms > VFIIPC_STALL_MS) ||
+               p->bbacklog.bytes > VFIIPC_BACKLOG_BYTES_MAX;
 }
 
 /* Stalled: it has unacknowledged signals and has acknowledged none for VFIIPC_STALL_MS, or its
@@ -325,7 +375,7 @@ static bool peer_stalled(broker_t *b, peer_t *p)
         peer_sync(b, p);
         if (!backlog_stalled(b, q)) {
                 q = &p->bbacklog;
-                if (!backlog_stalled(b, q))
+                if (!bbacklog_stalled(b, p))
                         return false;
         }
         if (!p->backlog.stalled) {
@@ -335,6 +385,7 @@ static bool peer_stalled(broker_t *b, peer_t *p)
                         "gets no unicasts (next receiver or unicast error) and its broadcasts, "
                         "observations and unicast errors are dropped until it reads again",
                         p->name, q->len, q->bytes, (long long)(b->now_ms - q->progress_ms));
+                peer_direct_update(b, p);
         }
         return true;
 }
@@ -415,6 +466,7 @@ static peer_t *peer_get(broker_t *b, const char *name)
 }
 
 static void broker_reroute(broker_t *b, peer_t *self, const sent_copy_t *c);
+static void broker_bmatch_update(broker_t *b);
 
 /* REGS-3: a connection ended; its registrations, observer flag and tickets go with it, and the
  * unicasts it had not acknowledged go on to the next receiver or become unicast errors. */
@@ -431,6 +483,9 @@ static void broker_forget(broker_t *b, const char *name)
                         b->n_remote_regs -= n; /* NFYS-5, G-87: the slots are free again */
                 g_hash_table_steal(b->peers, name);
                 p->gone = true;
+                b->n_subscribed -= p->n_subscribed; /* registry_remove_owner() took them */
+                p->n_subscribed = 0;
+                peer_direct_update(b, p);
                 if (p->observer)
                         g_ptr_array_remove(b->observers, p);
                 p->observer = false;
@@ -456,6 +511,26 @@ static void broker_forget(broker_t *b, const char *name)
         }
         if (n)
                 nfy_log(LOG_INFO, "%s disconnected: %zu registration(s) removed", name, n);
+        broker_bmatch_update(b);
+}
+
+/* protocol.h "Broadcasts by the bus": the broker watches every Broadcast while an observer or
+ * a registration that is not subscribed could need it. The AddMatch goes out ahead of the
+ * reply to the call that made it necessary, and the bus handles both in that order, so no
+ * Broadcast sent after that reply is missed. Without an answer: a failure shows as missing
+ * observations and is logged by the bus. */
+static void broker_bmatch_update(broker_t *b)
+{
+        bool want = b->observers->len > 0 || registry_count(b->registry) > b->n_subscribed;
+
+        if (want == b->bmatch_added)
+                return;
+        if (want)
+                dbus_bus_add_match(b->conn, BROKER_MATCH_BROADCASTS, NULL);
+        else
+                dbus_bus_remove_match(b->conn, BROKER_MATCH_BROADCASTS, NULL);
+        b->bmatch_added = want;
+        nfy_log(LOG_DEBUG, "%s every Broadcast", want ? "watching" : "no longer watching");
 }
 
 /* ---- emitting ----------------------------------------------------------------------------- */
@@ -470,6 +545,54 @@ static void signal_send(broker_t *b, DBusMessage *s, const char *member, const c
         if (!dbus_connection_send(b->conn, s, NULL))
                 nfy_log(LOG_ERR, "out of memory: %s to %s dropped", member, dest);
         dbus_message_unref(s);
+}
+
+/* protocol.h "DirectBroadcasts": false while a connection that subscribed to an ID is stalled,
+ * since the bus would still hand it every Broadcast of that ID. */
+static void broker_direct_send(broker_t *b)
+{
+        dbus_bool_t direct = b->n_blocking == 0;
+        dbus_uint64_t version = ++b->direct_version;
+        DBusMessage *s = dbus_message_new_signal(VFIIPC_BROKER_PATH, VFIIPC_BROKER_INTERFACE,
+                                                 "DirectBroadcasts");
+
+        if (s && !dbus_message_append_args(s, DBUS_TYPE_BOOLEAN, &direct, DBUS_TYPE_UINT64,
+                                           &version, DBUS_TYPE_INVALID)) {
+                dbus_message_unref(s);
+                s = NULL;
+        }
+        nfy_log(LOG_NOTICE, "broadcasts go %s", direct ? "by the bus again" : "through the broker");
+        signal_send(b, s, "DirectBroadcasts", "everybody");
+}
+
+static void peer_direct_update(broker_t *b, peer_t *p)
+{
+        bool block = !p->gone && p->backlog.stalled && p->n_subscribed > 0;
+
+        if (block == p->blocks_direct)
+                return;
+        p->blocks_direct = block;
+        if (block ? b->n_blocking++ == 0 : --b->n_blocking == 0)
+                broker_direct_send(b);
+}
+
+/* protocol.h "Mark": one in flight per connection, sent once VFIIPC_MARK_EVERY Broadcasts the
+ * broker saw await one, or (soon) whenever the broker has caught up with its input; and, as a
+ * probe, every MARK_PROBE_MS to a subscribed connection while broadcasts go by the bus, which
+ * the broker does not see. */
+static void peer_mark(broker_t *b, peer_t *p, bool idle)
+{
+        bool probe = idle && p->n_subscribed && b->now_ms - b->activity_ms < MARK_PROBE_MS &&
+                     b->now_ms - p->mark_ms >= MARK_PROBE_MS;
+
+        if (!p->flow || p->mark_sent > p->mark_acked ||
+            (!probe && (p->n_unmarked == 0 || (p->n_unmarked < VFIIPC_MARK_EVERY &&
+                                               (!idle || b->now_ms - p->mark_ms < MARK_IDLE_MS)))))
+                return;
+        p->mark_sent = ++b->bcast; /* after every Broadcast accounted so far */
+        p->mark_ms = b->now_ms;
+        p->n_unmarked = 0;
+        signal_send(b, wire_mark(&b->wire, p->name, p->mark_sent), "Mark", p->name);
 }
 
 /* Accounts a signal about to be sent to p (protocol.h, Ack); copy: a unicast's, taken over. */
@@ -574,10 +697,10 @@ static bool broker_out_allowed(broker_t *b, const note_t *n, int *out)
         return *out;
 }
 
-/* protocol.h "Broadcast fast path": one Broadcast signal serves every subscribed registration
- * of the ID, when there is one and none of their connections is stalled (a stalled one must
- * not get it, and the bus cannot leave it out). */
-static bool broker_broadcast_fast(broker_t *b, const note_t *n)
+/* For a Notify "*": one Broadcast signal of the broker's own serves every subscribed
+ * registration of the ID, when there is one and none of their connections is stalled (a
+ * stalled one must not get it, and the bus cannot leave it out). */
+static bool broker_broadcast_fan_out(broker_t *b, const note_t *n)
 {
         bool any = false;
 
@@ -595,36 +718,65 @@ static bool broker_broadcast_fast(broker_t *b, const note_t *n)
         return any;
 }
 
+static int check_note(refusal_t *x, const note_t *n);
+
+/* A sender's Broadcast was checked on arrival except for its JSON text, which costs a parse:
+ * checked only once somebody besides its subscribers (who parse it anyway) would get it.
+ * *valid: -1 not checked yet, else the verdict. */
+static bool broadcast_valid(const note_t *n, const char *sender, int *valid)
+{
+        refusal_t x;
+
+        if (*valid < 0) {
+                *valid = check_note(&x, n) == 0;
+                if (!*valid)
+                        nfy_log(LOG_WARNING, "Broadcast '%s' from %s ignored: %s", n->id, sender,
+                                x.text);
+        }
+        return *valid;
+}
+
 /* DLV-1, DLV-4, DLV-7 (G-64): every registration of the ID, the sender's own included; remote
  * ones only if an out rule lets the notification out (§4.1), once per remote connection (G-91),
- * each with a ticket so that a returned broadcast is recognised and dropped (G-89). */
-static void broker_broadcast(broker_t *b, const char *sender, const note_t *n)
+ * each with a ticket so that a returned broadcast is recognised and dropped (G-89).
+ * by_bus: the sender sent it as a Broadcast signal (protocol.h "Broadcasts by the bus"), so
+ * the connections that subscribed to the ID have it already: they are only accounted and
+ * observed. A Notify "*" becomes the broker's own Broadcast for them when it can
+ * (broker_broadcast_fan_out()), else a Deliver for each registration. */
+static void broker_broadcast(broker_t *b, const char *sender, const note_t *n, bool by_bus)
 {
         const registration_t *reg;
         peer_t *submitter = NULL;
         uint64_t mark = ++b->bcast;
-        bool fast = broker_broadcast_fast(b, n);
+        bool fanned = by_bus || broker_broadcast_fan_out(b, n);
         size_t k = 0, size = 0;
-        int out = -1;
+        int out = -1, valid = by_bus ? -1 : 1;
 
-        if (fast) {
-                size = signal_size(n->from, n->to, n->id, n->json);
-                signal_send(b, wire_broadcast(&b->wire, n->from, n->to, n->id, n->json, n->flags,
-                                              mark),
+        if (!by_bus && fanned)
+                signal_send(b, wire_broadcast(&b->wire, n->from, n->to, n->id, n->json, n->flags),
                             "Broadcast", "subscribers");
-        }
         for (reg = registry_first(b->registry, n->id); reg; reg = registry_next(reg)) {
                 peer_t *rp = g_hash_table_lookup(b->peers, reg->owner);
                 uint64_t ticket = 0;
 
-                if (fast && reg->subscribed) {
-                        /* Its connection got the one Broadcast: accounted once (seq = mark). */
-                        if (rp && rp->flow && rp->bcast_mark != mark &&
-                            backlog_push(&rp->bbacklog, size, NULL, mark, b->now_ms) < 0)
-                                nfy_log(LOG_ERR, "out of memory: a broadcast to %s is not accounted",
-                                        rp->name);
+                if (fanned && reg->subscribed) {
+                        /* Accounted once per connection (G-91), stalled or not: it has it. */
+                        if (rp && rp->flow && rp->bcast_mark != mark) {
+                                if (!size)
+                                        size = signal_size(n->from, n->to, n->id, n->json);
+                                (void)peer_stalled(b, rp); /* reads its page; may block direct */
+                                if (backlog_push(&rp->bbacklog, size, NULL, mark, b->now_ms) < 0)
+                                        nfy_log(LOG_ERR,
+                                                "out of memory: a broadcast to %s is not accounted",
+                                                rp->name);
+                                else
+                                        rp->n_unmarked++;
+                                peer_mark(b, rp, false);
+                        }
                         if (rp)
                                 rp->bcast_mark = mark;
+                        if (b->observers->len && !broadcast_valid(n, sender, &valid))
+                                return;
                         broker_observe(b, n, reg->receiver);
                         k++;
                         continue;
@@ -636,19 +788,54 @@ static void broker_broadcast(broker_t *b, const char *sender, const note_t *n)
                 if (reg->remote) {
                         if (!rp || rp->bcast_mark == mark || !broker_out_allowed(b, n, &out))
                                 continue;
+                        if (!broadcast_valid(n, sender, &valid))
+                                return;
                         rp->bcast_mark = mark;
                         if (!submitter)
                                 submitter = peer_get(b, sender);
                         ticket = broker_ticket_issue(b, rp, reg, submitter, n, NULL, 0);
                 }
+                if (!broadcast_valid(n, sender, &valid))
+                        return;
                 broker_deliver(b, rp, reg, n, ticket);
                 broker_observe(b, n, reg->receiver);
                 k++;
         }
-        if (k == 0)
+        if (k == 0 && b->observers->len && broadcast_valid(n, sender, &valid))
                 broker_observe(b, n, "");
         nfy_log(LOG_DEBUG, "'%s' from '%s' to '*': %zu receiver(s)%s", n->id, n->from, k,
-                fast ? ", by Broadcast" : "");
+                by_bus ? ", by the sender's Broadcast" : fanned ? ", by Broadcast" : "");
+}
+
+/* protocol.h "Broadcasts by the bus": a Broadcast signal some connection sent. Checked like a
+ * Notify; the subscribers ignore what is refused here just the same. */
+static void broker_broadcast_seen(broker_t *b, DBusMessage *m)
+{
+        const char *sender = dbus_message_get_sender(m), *why;
+        const peer_t *p;
+        note_t n;
+
+        if (!sender || streq(sender, dbus_bus_get_unique_name(b->conn)))
+                return;
+        if (!dbus_message_has_signature(m, "ssssu") ||
+            !dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &n.from, DBUS_TYPE_STRING, &n.to,
+                                   DBUS_TYPE_STRING, &n.id, DBUS_TYPE_STRING, &n.json,
+                                   DBUS_TYPE_UINT32, &n.flags, DBUS_TYPE_INVALID)) {
+                nfy_log(LOG_WARNING, "Broadcast from %s ignored: arguments are not 'ssssu'",
+                        sender);
+                return;
+        }
+        why = wire_broadcast_check(m, n.from, n.to, n.id, n.json); /* JSON: broadcast_valid() */
+        p = g_hash_table_lookup(b->peers, sender);
+        if (!why && p && p->remote)
+                why = "a remote peer's connection may only call " VFIIPC_REMOTE_INTERFACE;
+        if (why) {
+                nfy_log(LOG_WARNING, "Broadcast '%s' from %s ignored: %s", n.id, sender, why);
+                return;
+        }
+        b->now_ms = monotonic_ms(CLOCK_MONOTONIC_COARSE);
+        b->n_handled++;
+        broker_broadcast(b, sender, &n, true);
 }
 
 /* DLV-2, DLV-3, DLV-9, DLV-13: the best registration not tried yet, or the unicast error.
@@ -754,7 +941,9 @@ typedef struct call {
         dbus_int32_t priority; /* Register */
         dbus_uint32_t count;   /* Ack */
         int fd;                /* AckShared: received, closed by the method */
-        dbus_uint64_t ticket;  /* Bounce; Remote1.Notify: the reference; Ack: the broadcast */
+        dbus_uint64_t ticket;  /* Bounce; Remote1.Notify: the reference; Ack: the Mark */
+        dbus_bool_t direct;    /* Sync's answer */
+        dbus_uint64_t version;
 } call_t;
 
 /* ssssu */
@@ -813,10 +1002,10 @@ static int args_ack(DBusMessage *m, call_t *a, refusal_t *x)
         return 0;
 }
 
-static int method_notify(broker_t *b, const call_t *a, const char *sender, refusal_t *x)
+static int method_notify(broker_t *b, call_t *a, const char *sender, refusal_t *x)
 {
         if (streq(a->n.to, "*"))
-                broker_broadcast(b, sender, &a->n);
+                broker_broadcast(b, sender, &a->n, false);
         else
                 broker_unicast(b, sender, NULL, &a->n, NULL, 0);
         return 0;
@@ -871,7 +1060,7 @@ static void broker_reroute(broker_t *b, peer_t *self, const sent_copy_t *c)
         (void)broker_return(b, self, NULL, &n, c->ticket);
 }
 
-static int method_bounce(broker_t *b, const call_t *a, const char *sender, refusal_t *x)
+static int method_bounce(broker_t *b, call_t *a, const char *sender, refusal_t *x)
 {
         /* G-89: only a ticket this connection was handed, for this content, still pending. Not
          * an error for the caller: a ticket may have been evicted in the meantime. */
@@ -886,7 +1075,7 @@ static int method_bounce(broker_t *b, const call_t *a, const char *sender, refus
 /* Keeps peer_t.n_subscribed. When a connection's last subscribed registration goes, its
  * Broadcast backlog goes too: no Broadcast it has not acknowledged yet can keep it looking
  * stalled now that it gets none (say it never held the match rule: the library falls back to
- * Register when AddMatch fails). */
+ * Register when AddMatch fails), and a stalled one no longer keeps broadcasts off the bus. */
 static void broker_subscribed_set(broker_t *b, const char *owner, const registration_t *reg,
                                   bool subscribed)
 {
@@ -899,12 +1088,20 @@ static void broker_subscribed_set(broker_t *b, const char *owner, const registra
         if (!p)
                 return; /* out of memory: only the clean-up below is missed */
         if (subscribed)
+                b->n_subscribed++;
+        else
+                b->n_subscribed--;
+        if (subscribed)
                 p->n_subscribed++;
-        else if (p->n_subscribed && --p->n_subscribed == 0)
+        else if (p->n_subscribed && --p->n_subscribed == 0) {
                 backlog_clear(&p->bbacklog);
+                p->n_unmarked = 0;
+                p->mark_acked = p->mark_sent; /* a Mark it never got no longer counts */
+        }
+        peer_direct_update(b, p);
 }
 
-static int broker_register(broker_t *b, const call_t *a, const char *sender, bool subscribed,
+static int broker_register(broker_t *b, call_t *a, const char *sender, bool subscribed,
                            refusal_t *x)
 {
         const char *to = a->to, *id = a->id;
@@ -926,18 +1123,18 @@ static int broker_register(broker_t *b, const call_t *a, const char *sender, boo
         return 0;
 }
 
-static int method_register(broker_t *b, const call_t *a, const char *sender, refusal_t *x)
+static int method_register(broker_t *b, call_t *a, const char *sender, refusal_t *x)
 {
         return broker_register(b, a, sender, false, x);
 }
 
 /* protocol.h "Broadcast fast path". */
-static int method_subscribe(broker_t *b, const call_t *a, const char *sender, refusal_t *x)
+static int method_subscribe(broker_t *b, call_t *a, const char *sender, refusal_t *x)
 {
         return broker_register(b, a, sender, true, x);
 }
 
-static int method_unregister(broker_t *b, const call_t *a, const char *sender, refusal_t *x)
+static int method_unregister(broker_t *b, call_t *a, const char *sender, refusal_t *x)
 {
         const registration_t *reg = registry_find(b->registry, sender, a->to, a->id);
 
@@ -948,8 +1145,17 @@ static int method_unregister(broker_t *b, const call_t *a, const char *sender, r
         return 0;
 }
 
+/* protocol.h "Sync": by the time this runs, everything the caller sent before has been handled
+ * and its signals queued ahead of the reply. */
+static int method_sync(broker_t *b, call_t *a, const char *sender, refusal_t *x)
+{
+        a->direct = b->n_blocking == 0; /* answered by reply_sync() */
+        a->version = b->direct_version;
+        return 0;
+}
+
 /* protocol.h, Ack: the connection took count more signals off the bus. */
-static int method_ack(broker_t *b, const call_t *a, const char *sender, refusal_t *x)
+static int method_ack(broker_t *b, call_t *a, const char *sender, refusal_t *x)
 {
         peer_t *p = peer_get(b, sender);
 
@@ -962,7 +1168,7 @@ static int method_ack(broker_t *b, const call_t *a, const char *sender, refusal_
 
 /* protocol.h "AckShared": validated so that reading it can never fault (a memfd sealed against
  * shrinking) and mapped read-only; the descriptor is not kept. */
-static int method_ack_shared(broker_t *b, const call_t *a, const char *sender, refusal_t *x)
+static int method_ack_shared(broker_t *b, call_t *a, const char *sender, refusal_t *x)
 {
         int fd = a->fd, seals = fcntl(fd, F_GET_SEALS);
         struct stat st;
@@ -996,7 +1202,7 @@ static int args_ack_shared(DBusMessage *m, call_t *a, refusal_t *x)
         return 0;
 }
 
-static int method_add_observer(broker_t *b, const call_t *a, const char *sender, refusal_t *x)
+static int method_add_observer(broker_t *b, call_t *a, const char *sender, refusal_t *x)
 {
         peer_t *p = peer_get(b, sender);
 
@@ -1010,7 +1216,7 @@ static int method_add_observer(broker_t *b, const call_t *a, const char *sender,
         return 0;
 }
 
-static int method_remove_observer(broker_t *b, const call_t *a, const char *sender,
+static int method_remove_observer(broker_t *b, call_t *a, const char *sender,
                                   refusal_t *x)
 {
         peer_t *p = g_hash_table_lookup(b->peers, sender);
@@ -1044,7 +1250,7 @@ static int peer_remote(broker_t *b, const char *sender, refusal_t *x, peer_t **r
         return 0;
 }
 
-static int remote_register(broker_t *b, const call_t *a, const char *sender, refusal_t *x)
+static int remote_register(broker_t *b, call_t *a, const char *sender, refusal_t *x)
 {
         const char *to = a->to, *id = a->id;
         dbus_int32_t priority = a->priority;
@@ -1075,7 +1281,7 @@ static int remote_register(broker_t *b, const call_t *a, const char *sender, ref
         return 0;
 }
 
-static int remote_unregister(broker_t *b, const call_t *a, const char *sender, refusal_t *x)
+static int remote_unregister(broker_t *b, call_t *a, const char *sender, refusal_t *x)
 {
         peer_t *p;
         int r;
@@ -1091,7 +1297,7 @@ static int remote_unregister(broker_t *b, const call_t *a, const char *sender, r
 
 /* NFYS-3: a return (its reference is a pending ticket of this connection, G-89), else a new
  * notification that an `in` rule must admit (CFG-4; CFG-6/G-83: dropped silently, logged). */
-static int remote_notify(broker_t *b, const call_t *a, const char *sender, refusal_t *x)
+static int remote_notify(broker_t *b, call_t *a, const char *sender, refusal_t *x)
 {
         const note_t *n = &a->n;
         peer_t *p;
@@ -1108,7 +1314,7 @@ static int remote_notify(broker_t *b, const call_t *a, const char *sender, refus
                 return 0;
         }
         if (streq(n->to, "*"))
-                broker_broadcast(b, sender, n);
+                broker_broadcast(b, sender, n, false);
         else
                 broker_unicast(b, sender, p, n, NULL, 0);
         return 0;
@@ -1116,13 +1322,22 @@ static int remote_notify(broker_t *b, const call_t *a, const char *sender, refus
 
 /* args reads and checks the arguments (NULL: none), fn acts on them. */
 typedef int (*args_fn)(DBusMessage *m, call_t *a, refusal_t *x);
-typedef int (*method_fn)(broker_t *b, const call_t *a, const char *sender, refusal_t *x);
+typedef int (*method_fn)(broker_t *b, call_t *a, const char *sender, refusal_t *x);
+typedef bool (*reply_fn)(DBusMessage *reply, const call_t *a);
 
 struct method {
         const char *name, *signature;
         args_fn args;
         method_fn fn;
+        reply_fn reply; /* appends the out-arguments; NULL: none */
 };
+
+/* (b direct, t version) */
+static bool reply_sync(DBusMessage *reply, const call_t *a)
+{
+        return dbus_message_append_args(reply, DBUS_TYPE_BOOLEAN, &a->direct, DBUS_TYPE_UINT64,
+                                        &a->version, DBUS_TYPE_INVALID);
+}
 
 static const struct method methods[] = {
     {"Notify", "ssssu", args_note, method_notify}, /* first: the hot path */
@@ -1132,6 +1347,7 @@ static const struct method methods[] = {
     {"Unregister", "ss", args_unregister, method_unregister},
     {"Ack", "ut", args_ack, method_ack},
     {"AckShared", "h", args_ack_shared, method_ack_shared},
+    {"Sync", "", NULL, method_sync, reply_sync},
     {"AddObserver", "", NULL, method_add_observer},
     {"RemoveObserver", "", NULL, method_remove_observer},
 };
@@ -1167,10 +1383,20 @@ static DBusHandlerResult reply_refusal(broker_t *b, DBusMessage *m, const refusa
         return DBUS_HANDLER_RESULT_HANDLED;
 }
 
-static DBusHandlerResult reply_ok(broker_t *b, DBusMessage *m)
+/* h: the method, when it answers with out-arguments (h->reply). */
+static DBusHandlerResult reply_ok(broker_t *b, DBusMessage *m, const struct method *h,
+                                  const call_t *a)
 {
-        if (!dbus_message_get_no_reply(m))
-                reply_send(b, dbus_message_new_method_return(m), dbus_message_get_member(m));
+        DBusMessage *reply;
+
+        if (dbus_message_get_no_reply(m))
+                return DBUS_HANDLER_RESULT_HANDLED;
+        reply = dbus_message_new_method_return(m);
+        if (reply && h && h->reply && !h->reply(reply, a)) {
+                dbus_message_unref(reply);
+                reply = NULL;
+        }
+        reply_send(b, reply, dbus_message_get_member(m));
         return DBUS_HANDLER_RESULT_HANDLED;
 }
 
@@ -1236,11 +1462,12 @@ static DBusHandlerResult method_call(broker_t *b, DBusMessage *m, const struct m
         r = call_check(m, h, &a, &x);
         if (r >= 0)
                 r = h->fn(b, &a, sender, &x);
+        broker_bmatch_update(b); /* before the reply */
         if (r == -ENOMEM && !x.error)
                 refuse(&x, DBUS_ERROR_NO_MEMORY, "out of memory");
         if (r < 0)
                 return reply_refusal(b, m, &x);
-        return reply_ok(b, m);
+        return reply_ok(b, m, h, &a);
 }
 
 static DBusHandlerResult broker_message(DBusConnection *c, DBusMessage *m, void *userdata)
@@ -1325,8 +1552,14 @@ static DBusHandlerResult broker_filter(DBusConnection *c, DBusMessage *m, void *
 {
         const char *sender, *name, *old_owner, *new_owner;
 
-        if (dbus_message_get_type(m) != DBUS_MESSAGE_TYPE_SIGNAL ||
-            !dbus_message_is_signal(m, DBUS_INTERFACE_DBUS, "NameOwnerChanged"))
+        if (dbus_message_get_type(m) != DBUS_MESSAGE_TYPE_SIGNAL)
+                return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
+        if (dbus_message_has_member(m, "Broadcast") &&
+            dbus_message_has_path(m, VFIIPC_BROADCAST_PATH)) {
+                broker_broadcast_seen(userdata, m);
+                return DBUS_HANDLER_RESULT_HANDLED;
+        }
+        if (!dbus_message_is_signal(m, DBUS_INTERFACE_DBUS, "NameOwnerChanged"))
                 return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
         sender = dbus_message_get_sender(m);
         if (!sender || !streq(sender, DBUS_SERVICE_DBUS) ||
@@ -1356,9 +1589,10 @@ void broker_caught_up(broker_t *b)
         b->caught_up_ms = monotonic_ms(CLOCK_MONOTONIC_COARSE);
         b->now_ms = b->caught_up_ms;
         g_hash_table_iter_init(&it, b->peers);
-        while (g_hash_table_iter_next(&it, NULL, (gpointer *)&p))
-                if (p->page && (p->backlog.len || p->bbacklog.len))
-                        peer_sync(b, p);
+        while (g_hash_table_iter_next(&it, NULL, (gpointer *)&p)) {
+                peer_sync(b, p);
+                peer_mark(b, p, true);
+        }
 }
 
 uint64_t broker_n_handled(const broker_t *b)
@@ -1377,6 +1611,8 @@ broker_t *broker_free(broker_t *b)
                 dbus_connection_remove_filter(b->conn, broker_filter, b);
         if (b->match_added)
                 dbus_bus_remove_match(b->conn, BROKER_MATCH_NAME_LOST, NULL); /* no wait */
+        if (b->bmatch_added)
+                dbus_bus_remove_match(b->conn, BROKER_MATCH_BROADCASTS, NULL);
         if (b->path_registered)
                 dbus_connection_unregister_object_path(b->conn, VFIIPC_BROKER_PATH);
         for (unsigned i = 0; i < b->n_parents; i++)

@@ -52,6 +52,8 @@ static void policy_gateway(FILE *f, const whitelist_t *wl, const char *user)
         fputs("\">\n"
               "    <deny own=\"*\"/>\n"
               "    <deny send_destination=\"*\"/>\n"
+              "    <!-- No signals: a Broadcast would reach subscribers without the in rules. -->\n"
+              "    <deny send_type=\"signal\"/>\n"
               "    <!-- No eavesdropping: no rule here or in the included file allows it (a\n"
               "         <deny eavesdrop=\"true\"/> would be a receive rule denying everything). -->\n"
               "    <!-- The bus driver: Hello, GetNameOwner, AddMatch for the broker's name. -->\n"

@@ -230,19 +230,49 @@ void wire_broadcast_interface(char buf[WIRE_BROADCAST_INTERFACE_SIZE], const cha
 }
 
 DBusMessage *wire_broadcast(wire_t *w, const char *from, const char *to, const char *id,
-                            const char *json, uint32_t flags, uint64_t seq)
+                            const char *json, uint32_t flags)
 {
         char iface[WIRE_BROADCAST_INTERFACE_SIZE];
 
         wire_broadcast_interface(iface, id);
-        wire_begin(w, WIRE_TYPE_SIGNAL, VFIIPC_BROKER_PATH, iface, NULL, "Broadcast",
-                   "ssssut");
+        wire_begin(w, WIRE_TYPE_SIGNAL, VFIIPC_BROADCAST_PATH, iface, NULL, "Broadcast", "ssssu");
         put_str(w, from);
         put_str(w, to);
         put_str(w, id);
         put_str(w, json);
         put_u32(w, flags);
-        put_u64(w, seq);
+        return wire_end(w);
+}
+
+const char *wire_broadcast_check(DBusMessage *m, const char *from, const char *to,
+                                 const char *id, const char *json)
+{
+        char iface[WIRE_BROADCAST_INTERFACE_SIZE];
+        const char *have = dbus_message_get_interface(m);
+
+        /* Addressed to one connection, it would reach it without the broker seeing it. */
+        if (dbus_message_get_destination(m))
+                return "it has a destination";
+        if (strcmp(to, "*") != 0)
+                return "its destination (to) is not \"*\"";
+        if (!*from)
+                return "its sender ID (from) is empty";
+        if (strnlen(from, VFIIPC_ID_MAX + 1) > VFIIPC_ID_MAX ||
+            strnlen(id, VFIIPC_ID_MAX + 1) > VFIIPC_ID_MAX)
+                return "an ID is too long";
+        if (strnlen(json, VFIIPC_PARAM_MAX + 1) > VFIIPC_PARAM_MAX)
+                return "its JSON text is too long";
+        /* Else it reached the subscribers of another ID than it names. */
+        wire_broadcast_interface(iface, id);
+        if (!have || strcmp(have, iface) != 0)
+                return "its interface is not its notification ID's";
+        return NULL;
+}
+
+DBusMessage *wire_mark(wire_t *w, const char *dest, uint64_t mark)
+{
+        wire_signal_begin(w, dest, "Mark", "t");
+        put_u64(w, mark);
         return wire_end(w);
 }
 

@@ -46,13 +46,19 @@ DBusMessage *wire_notify(wire_t *w, const char *from, const char *to, const char
 DBusMessage *wire_deliver(wire_t *w, const char *dest, const char *from, const char *to,
                           const char *id, const char *json, uint32_t flags, const char *receiver,
                           uint64_t ticket);
-/* Broadcast(from, to, id, json, flags, seq) without destination, on VFIIPC_BROKER_PATH and the
- * notification ID's broadcast interface (protocol.h "Broadcast fast path"). */
+/* Broadcast(from, to, id, json, flags) without destination, on VFIIPC_BROADCAST_PATH and the
+ * notification ID's broadcast interface (protocol.h "Broadcasts by the bus"). */
 DBusMessage *wire_broadcast(wire_t *w, const char *from, const char *to, const char *id,
-                            const char *json, uint32_t flags, uint64_t seq);
+                            const char *json, uint32_t flags);
 /* The interface a notification ID's Broadcast signals use: the prefix and a 64-bit hash. */
 #define WIRE_BROADCAST_INTERFACE_SIZE (sizeof(VFIIPC_BROADCAST_INTERFACE_PREFIX) + 17)
 void wire_broadcast_interface(char buf[WIRE_BROADCAST_INTERFACE_SIZE], const char *id);
+/* A received Broadcast's checks (protocol.h "Broadcasts by the bus"), the same for the broker
+ * and the library: no destination, the ID's own interface, to "*", every limit kept. The JSON
+ * text is checked by whoever parses it. NULL when it may be taken, else why not. */
+const char *wire_broadcast_check(DBusMessage *m, const char *from, const char *to,
+                                 const char *id, const char *json);
+DBusMessage *wire_mark(wire_t *w, const char *dest, uint64_t mark);
 DBusMessage *wire_observed(wire_t *w, const char *dest, const char *from, const char *to,
                            const char *id, uint32_t flags);
 DBusMessage *wire_unicast_error(wire_t *w, const char *dest, const char *from, const char *to,

@@ -43,6 +43,10 @@
 #define MATCH_BROKER_OWNER                                                                       \
         "type='signal',sender='" DBUS_SERVICE_DBUS "',interface='" DBUS_INTERFACE_DBUS           \
         "',member='NameOwnerChanged',arg0='" VFIIPC_BROKER_NAME "'"
+/* protocol.h "DirectBroadcasts". */
+#define MATCH_DIRECT                                                                               \
+        "type='signal',sender='" VFIIPC_BROKER_NAME "',path='" VFIIPC_BROKER_PATH                 \
+        "',interface='" VFIIPC_BROKER_INTERFACE "',member='DirectBroadcasts'"
 
 typedef enum slot_kind {
         SLOT_NOTIFY,   /* ipcRegisterNotificationCB */
@@ -147,10 +151,38 @@ static struct ack_state {
         ack_page_t *page;              /* shared with the broker (AckShared), or NULL: Ack */
         uint64_t total;                /* page->count: all signals counted since it was shared */
         int64_t due_ms;                /* when the Ack must go out at the latest; 0: none due */
-        dbus_uint64_t bseq, bseq_acked; /* the last Broadcast taken off the bus, acknowledged */
+        dbus_uint64_t mark, mark_acked; /* the last Mark taken off the bus, acknowledged */
         unsigned serial; /* of the last Ack sent */
         GQueue held; /* task_t, in arrival order */
 } ack;
+
+/* protocol.h "Broadcasts by the bus", the sending side: whether a broadcast may go out as a
+ * Broadcast signal now. `sent` counts the Notify calls queued on the connection; a Sync covers
+ * those counted before it was queued, so once `synced` has caught up, the broker has put on
+ * the bus everything this process sent it, and a Broadcast cannot overtake any of it (ORD-3).
+ * To get there while notifications keep coming, a broadcast that finds `synced` behind is held
+ * with everything after it until its Sync is answered (a round trip), then they go out in
+ * order. */
+static struct direct_state {
+        pthread_mutex_t lock; /* recursive; everything here; held while queueing, never waiting */
+        bool known;           /* allowed was answered by this broker */
+        bool allowed;         /* its DirectBroadcasts, as of version */
+        uint64_t version;
+        bool usable;          /* the connection watches DirectBroadcasts and shares a page */
+        ack_page_t *page;     /* ack.page, where Broadcasts sent are counted for the broker */
+        uint64_t sent, synced;
+        unsigned epoch; /* one per connection or broker: older answers are ignored */
+        unsigned hold;  /* the Sync that ends the current hold (0: none) */
+        unsigned n_sync; /* numbers Syncs */
+        GQueue held;    /* DBusMessage: Broadcast or Notify, in order */
+        size_t held_bytes;
+        pthread_cond_t ended; /* a hold ended */
+} direct = {.lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP, .ended = PTHREAD_COND_INITIALIZER};
+
+/* Held bytes beyond which ipcNotify waits for the hold to end: back-pressure as with
+ * SEND_QUEUE_MAX. Sending them through the broker instead would feed the very queue the Sync
+ * waits behind, and a fast sender would never get out of it. */
+#define HOLD_BYTES_MAX (1024 * 1024)
 
 /* The serial of the last Ack libdbus has let go of (written, or dropped with its connection). */
 static atomic_uint ack_written;
@@ -274,8 +306,7 @@ static DBusMessage *match_message_new(const char *method, const char *id)
 
         wire_broadcast_interface(iface, id);
         snprintf(rule, sizeof(rule),
-                 "type='signal',sender='" VFIIPC_BROKER_NAME "',path='" VFIIPC_BROKER_PATH
-                 "',interface='%s',member='Broadcast'",
+                 "type='signal',path='" VFIIPC_BROADCAST_PATH "',interface='%s',member='Broadcast'",
                  iface);
         m = dbus_message_new_method_call(DBUS_SERVICE_DBUS, DBUS_PATH_DBUS, DBUS_INTERFACE_DBUS,
                                          method);
@@ -306,10 +337,12 @@ static void client_atfork_prepare(void)
         pthread_mutex_lock(&client.connect_lock);
         pthread_mutex_lock(&client.send_lock);
         pthread_mutex_lock(&client.lock);
+        pthread_mutex_lock(&direct.lock);
 }
 
 static void client_atfork_parent(void)
 {
+        pthread_mutex_unlock(&direct.lock);
         pthread_mutex_unlock(&client.lock);
         pthread_mutex_unlock(&client.send_lock);
         pthread_mutex_unlock(&client.connect_lock);
@@ -321,6 +354,14 @@ static void client_atfork_parent(void)
  * the broker as long as the child does. */
 static void client_atfork_child(void)
 {
+        pthread_mutexattr_t a;
+
+        /* A recursive mutex belongs to a thread id, and this thread has another one now. */
+        pthread_mutexattr_init(&a);
+        pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+        pthread_mutex_init(&direct.lock, &a);
+        pthread_mutexattr_destroy(&a);
+        pthread_cond_init(&direct.ended, NULL);
         pthread_mutex_unlock(&client.lock);
         pthread_mutex_unlock(&client.send_lock);
         pthread_mutex_unlock(&client.connect_lock);
@@ -338,6 +379,12 @@ static void client_atfork_child(void)
         client.observers = NULL;
         client.pool = NULL;
         current_slot = NULL;
+        /* Held messages belong to the parent's connection: left alone like it. */
+        g_queue_init(&direct.held);
+        direct.held_bytes = 0;
+        direct.hold = 0;
+        direct.known = direct.allowed = false;
+        direct.epoch++;
 }
 
 static void client_once_init(void)
@@ -903,12 +950,12 @@ static void task_push(slot_t *s, DBusMessage *m, const char *from, const char *t
 /* Writes the Ack for what was taken off the bus, then starts the held callbacks. ORD-3: pushed
  * in arrival order (only the dispatcher pushes), so callbacks start in that order. Not under
  * client.lock: a push may start a thread, and workers need the lock to begin. */
-static DBusMessage *ack_message_new(dbus_uint32_t count, dbus_uint64_t broadcast)
+static DBusMessage *ack_message_new(dbus_uint32_t count, dbus_uint64_t mark)
 {
         DBusMessage *m = broker_call_new("Ack");
 
-        if (m && !dbus_message_append_args(m, DBUS_TYPE_UINT32, &count, DBUS_TYPE_UINT64,
-                                           &broadcast, DBUS_TYPE_INVALID)) {
+        if (m && !dbus_message_append_args(m, DBUS_TYPE_UINT32, &count, DBUS_TYPE_UINT64, &mark,
+                                           DBUS_TYPE_INVALID)) {
                 dbus_message_unref(m);
                 m = NULL;
         }
@@ -924,16 +971,16 @@ static void ack_release(DBusConnection *c)
 
         if (ack.page) {
                 ack.total += ack.unacked;
-                __atomic_store_n(&ack.page->broadcast, ack.bseq, __ATOMIC_RELEASE);
+                __atomic_store_n(&ack.page->mark, ack.mark, __ATOMIC_RELEASE);
                 __atomic_store_n(&ack.page->count, ack.total, __ATOMIC_RELEASE);
                 ack.unacked = 0;
-                ack.bseq_acked = ack.bseq;
+                ack.mark_acked = ack.mark;
                 ack.batch = 0;
                 ack.due_ms = 0;
-        } else if ((ack.unacked || ack.bseq != ack.bseq_acked) &&
+        } else if ((ack.unacked || ack.mark != ack.mark_acked) &&
                    (ack.urgent || ack.batch >= ACK_BATCH ||
                     monotonic_ms(CLOCK_MONOTONIC_COARSE) >= ack.due_ms)) {
-                DBusMessage *m = ack_message_new(ack.unacked, ack.bseq);
+                DBusMessage *m = ack_message_new(ack.unacked, ack.mark);
 
                 if (m) {
                         unsigned n = ++ack.serial;
@@ -951,7 +998,7 @@ static void ack_release(DBusConnection *c)
                                 dbus_connection_flush(c);
                 }
                 ack.unacked = 0;
-                ack.bseq_acked = ack.bseq;
+                ack.mark_acked = ack.mark;
                 ack.batch = 0;
                 ack.due_ms = 0;
         }
@@ -1003,25 +1050,31 @@ static void on_deliver(DBusConnection *c, DBusMessage *m)
         }
 }
 
-/* protocol.h "Broadcast fast path": one signal for all of this process's registrations of the
- * ID, each run as if it had got its own Deliver (DLV-1, DLV-4). */
+/* protocol.h "Broadcasts by the bus": one signal, from whichever process broadcast, for all of
+ * this process's registrations of the ID, each run as if it had got its own Deliver (DLV-1,
+ * DLV-4). Checked as the broker checks it, which sees the same signal. */
 static void on_broadcast(DBusMessage *m)
 {
-        const char *from, *to, *id, *json;
+        const char *from, *to, *id, *json, *why;
         dbus_uint32_t flags;
-        dbus_uint64_t seq;
         slot_t **v = NULL;
         topic_t *topic;
         guint n = 0;
 
-        if (!dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &from, DBUS_TYPE_STRING, &to,
+        if (!dbus_message_has_signature(m, "ssssu") ||
+            !dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &from, DBUS_TYPE_STRING, &to,
                                    DBUS_TYPE_STRING, &id, DBUS_TYPE_STRING, &json,
-                                   DBUS_TYPE_UINT32, &flags, DBUS_TYPE_UINT64, &seq,
-                                   DBUS_TYPE_INVALID)) {
-                nfycl_log(LOG_WARNING, "ignoring malformed Broadcast");
+                                   DBUS_TYPE_UINT32, &flags, DBUS_TYPE_INVALID)) {
+                nfycl_log(LOG_WARNING, "ignoring malformed Broadcast from %s",
+                          dbus_message_get_sender(m));
                 return;
         }
-        ack.bseq = seq; /* the last one taken: they come in order from one broker */
+        why = wire_broadcast_check(m, from, to, id, json);
+        if (why) {
+                nfycl_log(LOG_WARNING, "ignoring Broadcast '%s' from %s: %s", id,
+                          dbus_message_get_sender(m), why);
+                return;
+        }
         pthread_mutex_lock(&client.lock);
         topic = client.topics ? g_hash_table_lookup(client.topics, id) : NULL;
         if (topic && topic->slots->len) {
@@ -1087,6 +1140,235 @@ static void on_observed(DBusMessage *m)
 static int reregister_all(DBusConnection *c);
 static void ack_start(DBusConnection *c);
 
+/* protocol.h "Mark": acknowledged with the next Ack or page write. */
+static void on_mark(DBusMessage *m)
+{
+        dbus_uint64_t mark;
+
+        if (dbus_message_get_args(m, NULL, DBUS_TYPE_UINT64, &mark, DBUS_TYPE_INVALID))
+                ack.mark = mark;
+        else
+                nfycl_log(LOG_WARNING, "ignoring malformed Mark");
+}
+
+/* ---- broadcasts by the bus, sending side (protocol.h "Broadcasts by the bus") -------------- */
+
+static DBusMessage *notify_message_new(bool by_bus, const char *from, const char *to,
+                                       const char *id, const char *json, uint32_t flags);
+
+/* Queues m as it is, or, when it is a Broadcast that may not go by the bus now, as Notify.
+ * Takes m. Called with direct.lock. */
+static int direct_send_locked(DBusConnection *c, DBusMessage *m)
+{
+        int r;
+
+        if (dbus_message_get_type(m) == DBUS_MESSAGE_TYPE_SIGNAL &&
+            !(direct.known && direct.allowed && direct.synced >= direct.sent)) {
+                const char *from, *to, *id, *json;
+                dbus_uint32_t flags;
+                DBusMessage *n = NULL;
+
+                if (dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &from, DBUS_TYPE_STRING, &to,
+                                          DBUS_TYPE_STRING, &id, DBUS_TYPE_STRING, &json,
+                                          DBUS_TYPE_UINT32, &flags, DBUS_TYPE_INVALID))
+                        n = notify_message_new(false, from, to, id, json, flags);
+                dbus_message_unref(m);
+                if (!n)
+                        return -ENOMEM;
+                m = n;
+        }
+        if (dbus_message_get_type(m) == DBUS_MESSAGE_TYPE_SIGNAL) {
+                r = dbus_connection_send(c, m, NULL) ? 0 : -ENOMEM;
+                dbus_message_unref(m);
+                /* The broker does not see them: this tells it to check the subscribers. */
+                if (r >= 0 && direct.page)
+                        __atomic_fetch_add(&direct.page->broadcasts, 1, __ATOMIC_RELAXED);
+                return r;
+        }
+        r = broker_send(c, m);
+        direct.sent++; /* queued: a Sync queued from now on covers it */
+        return r;
+}
+
+/* Ends the hold: what was held goes out in order, broadcasts by the bus as long as nothing
+ * went through the broker before them. Called with direct.lock. */
+static void direct_release_locked(DBusConnection *c)
+{
+        DBusMessage *m;
+
+        direct.hold = 0;
+        while ((m = g_queue_pop_head(&direct.held)))
+                if (direct_send_locked(c, m) < 0)
+                        nfycl_log(LOG_ERR, "out of memory: a held notification is lost");
+        direct.held_bytes = 0;
+        pthread_cond_broadcast(&direct.ended);
+}
+
+/* The broker's DirectBroadcasts, from its signal or a Sync answer: the newest version wins, as
+ * a Sync answer is handled when it is read, maybe before a DirectBroadcasts that came earlier
+ * is dispatched. Called with direct.lock. */
+static void direct_learn_locked(dbus_bool_t allowed, dbus_uint64_t version)
+{
+        if (direct.usable && (!direct.known || version >= direct.version)) {
+                direct.known = true;
+                direct.allowed = allowed;
+                direct.version = version;
+        }
+}
+
+typedef struct sync_call {
+        atomic_bool ran;      /* sync_done() ran (see direct_hold_locked()) */
+        DBusConnection *conn; /* a reference */
+        unsigned epoch, n;
+        uint64_t target; /* direct.sent when the Sync was queued */
+} sync_call_t;
+
+static void sync_call_free(void *p)
+{
+        sync_call_t *s = p;
+
+        dbus_connection_unref(s->conn);
+        free(s);
+}
+
+static void sync_done(DBusPendingCall *pending, void *data)
+{
+        sync_call_t *s = data;
+        DBusMessage *reply;
+        dbus_bool_t allowed;
+        dbus_uint64_t version;
+
+        if (atomic_exchange(&s->ran, true))
+                return;
+        reply = dbus_pending_call_steal_reply(pending);
+        pthread_mutex_lock(&direct.lock);
+        if (s->epoch == direct.epoch) {
+                if (reply && dbus_message_get_args(reply, NULL, DBUS_TYPE_BOOLEAN, &allowed,
+                                                   DBUS_TYPE_UINT64, &version, DBUS_TYPE_INVALID)) {
+                        direct_learn_locked(allowed, version);
+                        if (s->target > direct.synced)
+                                direct.synced = s->target;
+                }
+                /* An error (no answer in time): the held ones go through the broker. */
+                if (direct.hold == s->n)
+                        direct_release_locked(s->conn);
+        }
+        pthread_mutex_unlock(&direct.lock);
+        if (reply)
+                dbus_message_unref(reply);
+}
+
+/* Holds m (taken; size: about its bytes) behind a Sync. Called with direct.lock, which is
+ * recursive: sync_done() runs here when the answer is already there. */
+static int direct_hold_locked(DBusConnection *c, DBusMessage *m, size_t size)
+{
+        DBusPendingCall *pending = NULL;
+        sync_call_t *s;
+        DBusMessage *call;
+
+        if (direct.hold) {
+                g_queue_push_tail(&direct.held, m);
+                direct.held_bytes += size;
+                return 0;
+        }
+        s = malloc(sizeof(*s));
+        call = s ? broker_call_new("Sync") : NULL;
+        if (!call) {
+                free(s);
+                return direct_send_locked(c, m);
+        }
+        if (++direct.n_sync == 0)
+                direct.n_sync = 1;
+        *s = (sync_call_t){.conn = dbus_connection_ref(c), .epoch = direct.epoch,
+                           .n = direct.n_sync, .target = direct.sent};
+        atomic_init(&s->ran, false);
+        if (!dbus_connection_send_with_reply(c, call, &pending, CALL_TIMEOUT_MS) || !pending) {
+                dbus_message_unref(call);
+                sync_call_free(s);
+                return direct_send_locked(c, m);
+        }
+        dbus_message_unref(call);
+        direct.hold = s->n;
+        g_queue_push_tail(&direct.held, m);
+        direct.held_bytes = size;
+        if (!dbus_pending_call_set_notify(pending, sync_done, s, sync_call_free)) {
+                dbus_pending_call_cancel(pending);
+                sync_call_free(s);
+                direct_release_locked(c);
+        } else if (dbus_pending_call_get_completed(pending))
+                sync_done(pending, s); /* answered before the notification was set: libdbus
+                                        * runs it only for answers read afterwards */
+        dbus_pending_call_unref(pending);
+        return 0;
+}
+
+/* ipcNotify's way out: by the bus, through the broker, or held (see struct direct_state).
+ * Takes m; size: about its bytes. */
+static int direct_submit(DBusConnection *c, bool broadcast, DBusMessage *m, size_t size)
+{
+        int r;
+
+        pthread_mutex_lock(&direct.lock);
+        if (direct.hold)
+                r = direct_hold_locked(c, m, size); /* nothing overtakes what is held */
+        else if (broadcast && direct.usable && (!direct.known || direct.allowed) &&
+                 !(direct.known && direct.synced >= direct.sent))
+                r = direct_hold_locked(c, m, size);
+        else
+                r = direct_send_locked(c, m);
+        if (direct.hold && direct.held_bytes > HOLD_BYTES_MAX) {
+                struct timespec deadline;
+                unsigned hold = direct.hold;
+
+                clock_gettime(CLOCK_REALTIME, &deadline);
+                deadline.tv_sec += CALL_TIMEOUT_MS / 1000 + 1;
+                /* The dispatcher reads the answer; it never runs application code. */
+                while (!on_dispatcher && direct.hold == hold &&
+                       pthread_cond_timedwait(&direct.ended, &direct.lock, &deadline) == 0)
+                        ;
+                if (direct.hold == hold)
+                        direct_release_locked(c); /* no answer: through the broker */
+        }
+        pthread_mutex_unlock(&direct.lock);
+        return r;
+}
+
+/* A new connection or a new broker: nothing is known, nothing is held any more (the old
+ * connection's messages go with it; for a new broker they go to it, through the broker). */
+static void direct_reset(DBusConnection *c, bool usable)
+{
+        pthread_mutex_lock(&direct.lock);
+        direct.page = usable ? ack.page : NULL;
+        usable = direct.page != NULL; /* else the broker could not tell a stalled subscriber */
+        direct.epoch++;
+        direct.known = direct.allowed = false;
+        if (c && direct.hold)
+                direct_release_locked(c); /* not known: all through the broker */
+        while (!g_queue_is_empty(&direct.held))
+                dbus_message_unref(g_queue_pop_head(&direct.held));
+        direct.held_bytes = 0;
+        direct.hold = 0;
+        direct.version = 0;
+        direct.usable = usable;
+        direct.sent = direct.synced = 0;
+        pthread_mutex_unlock(&direct.lock);
+}
+
+static void on_direct(DBusMessage *m)
+{
+        dbus_bool_t allowed;
+        dbus_uint64_t version;
+
+        if (!dbus_message_get_args(m, NULL, DBUS_TYPE_BOOLEAN, &allowed, DBUS_TYPE_UINT64,
+                                   &version, DBUS_TYPE_INVALID)) {
+                nfycl_log(LOG_WARNING, "ignoring malformed DirectBroadcasts");
+                return;
+        }
+        pthread_mutex_lock(&direct.lock);
+        direct_learn_locked(allowed, version);
+        pthread_mutex_unlock(&direct.lock);
+}
+
 static void on_broker_owner_changed(DBusConnection *c, DBusMessage *m)
 {
         const char *name, *old_owner, *new_owner;
@@ -1106,6 +1388,7 @@ static void on_broker_owner_changed(DBusConnection *c, DBusMessage *m)
         if (restarted) {
                 ack_release(c); /* what the old one sent still runs */
                 ack_start(c);
+                direct_reset(c, direct.usable);
                 nfycl_log(LOG_NOTICE, "server restarted on the bus, registering again");
                 pthread_mutex_lock(&client.send_lock);
                 reregister_all(c);
@@ -1147,7 +1430,7 @@ static DBusHandlerResult client_filter(DBusConnection *c, DBusMessage *m, void *
 {
         const char *sender = dbus_message_get_sender(m);
         const char *member, *iface;
-        bool trusted, broadcast;
+        bool trusted, broker_wide;
 
         if (dbus_message_get_type(m) != DBUS_MESSAGE_TYPE_SIGNAL || !sender)
                 return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
@@ -1157,9 +1440,16 @@ static DBusHandlerResult client_filter(DBusConnection *c, DBusMessage *m, void *
                 return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
         }
         iface = dbus_message_get_interface(m);
-        broadcast = iface && g_str_has_prefix(iface, VFIIPC_BROADCAST_INTERFACE_PREFIX) &&
-                    dbus_message_has_member(m, "Broadcast");
-        if (!broadcast && !dbus_message_has_interface(m, VFIIPC_CLIENT_INTERFACE))
+        /* protocol.h "Broadcasts by the bus": from any process, as the broker sees them too. */
+        if (iface && g_str_has_prefix(iface, VFIIPC_BROADCAST_INTERFACE_PREFIX) &&
+            dbus_message_has_member(m, "Broadcast") &&
+            dbus_message_has_path(m, VFIIPC_BROADCAST_PATH)) {
+                on_broadcast(m); /* acknowledged through the broker's next Mark */
+                ack_count(c);
+                return DBUS_HANDLER_RESULT_HANDLED;
+        }
+        broker_wide = dbus_message_is_signal(m, VFIIPC_BROKER_INTERFACE, "DirectBroadcasts");
+        if (!broker_wide && !dbus_message_has_interface(m, VFIIPC_CLIENT_INTERFACE))
                 return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
 
         /* Only the broker may deliver: another client could otherwise forge notifications.
@@ -1171,8 +1461,12 @@ static DBusHandlerResult client_filter(DBusConnection *c, DBusMessage *m, void *
                 return DBUS_HANDLER_RESULT_HANDLED;
         }
         member = dbus_message_get_member(m);
-        if (broadcast) {
-                on_broadcast(m); /* acknowledged by its sequence number */
+        if (broker_wide) {
+                on_direct(m);
+                return DBUS_HANDLER_RESULT_HANDLED;
+        }
+        if (streq(member, "Mark")) {
+                on_mark(m); /* not counted: it is acknowledged by its value */
                 ack_count(c);
                 return DBUS_HANDLER_RESULT_HANDLED;
         }
@@ -1233,6 +1527,9 @@ static ack_page_t *ack_page_share(DBusConnection *c)
  * Ack of 0. Tasks held from an earlier connection were released when it ended. */
 static void ack_start(DBusConnection *c)
 {
+        pthread_mutex_lock(&direct.lock); /* senders count into the page (direct_reset()) */
+        direct.page = NULL;
+        pthread_mutex_unlock(&direct.lock);
         if (ack.page)
                 munmap(ack.page, sizeof(ack_page_t));
         ack.unacked = 0;
@@ -1240,7 +1537,7 @@ static void ack_start(DBusConnection *c)
         ack.batch = 0;
         ack.urgent = false;
         ack.due_ms = 0;
-        ack.bseq = ack.bseq_acked = 0;
+        ack.mark = ack.mark_acked = 0;
         ack.page = ack_page_share(c);
         if (!ack.page) {
                 DBusMessage *a = ack_message_new(0, 0);
@@ -1259,6 +1556,7 @@ static int connection_open(DBusConnection **ret_conn, char **ret_broker)
         const char *owner, *name = VFIIPC_BROKER_NAME;
         char *broker;
         DBusError err;
+        bool watch_direct;
         int r;
 
         r = bus_address_get(&address);
@@ -1278,6 +1576,13 @@ static int connection_open(DBusConnection **ret_conn, char **ret_broker)
         dbus_bus_add_match(c, MATCH_BROKER_OWNER, &err);
         if (dbus_error_is_set(&err))
                 goto fail;
+        /* Without it the broker could not stop our broadcasts by the bus: then none go so. */
+        dbus_bus_add_match(c, MATCH_DIRECT, &err);
+        watch_direct = !dbus_error_is_set(&err);
+        if (dbus_error_is_set(&err)) {
+                nfycl_log(LOG_WARNING, "broadcasts go through the server: %s", err.message);
+                dbus_error_free(&err);
+        }
         m = dbus_message_new_method_call(DBUS_SERVICE_DBUS, DBUS_PATH_DBUS, DBUS_INTERFACE_DBUS,
                                          "GetNameOwner");
         if (!m || !dbus_message_append_args(m, DBUS_TYPE_STRING, &name, DBUS_TYPE_INVALID)) {
@@ -1305,6 +1610,7 @@ static int connection_open(DBusConnection **ret_conn, char **ret_broker)
                 goto fail;
         }
         ack_start(c);
+        direct_reset(NULL, watch_direct);
         *ret_conn = c;
         *ret_broker = broker;
         return 0;
@@ -1580,8 +1886,9 @@ static char *app_id_effective(void)
 /* Notify is built in wire format (lib/bus/wire.h: a quarter of the cost of appending five
  * arguments with libdbus) and validated by libdbus's demarshaller, which also refuses text
  * that is not UTF-8. Serials come from one counter, so each message has its own. */
-static DBusMessage *notify_message_new(const char *from, const char *to, const char *id,
-                                       const char *json, uint32_t flags)
+/* by_bus: a Broadcast signal (protocol.h "Broadcasts by the bus"), else Notify. */
+static DBusMessage *notify_message_new(bool by_bus, const char *from, const char *to,
+                                       const char *id, const char *json, uint32_t flags)
 {
         static atomic_uint serial = WIRE_SERIAL_FIRST;
         DBusMessage *m;
@@ -1589,7 +1896,8 @@ static DBusMessage *notify_message_new(const char *from, const char *to, const c
 
         wire_init(&w);
         w.serial = atomic_fetch_add(&serial, 1) | WIRE_SERIAL_FIRST;
-        m = wire_notify(&w, from, to, id, json, flags);
+        m = by_bus ? wire_broadcast(&w, from, to, id, json, flags)
+                   : wire_notify(&w, from, to, id, json, flags);
         wire_done(&w);
         return m;
 }
@@ -1601,6 +1909,7 @@ int client_notify(const char *to, const char *notification_id, const char *json,
         DBusConnection *c;
         DBusMessage *m;
         dbus_uint32_t f = flags;
+        bool broadcast;
         int r;
 
         to = to ? to : "";
@@ -1623,7 +1932,8 @@ int client_notify(const char *to, const char *notification_id, const char *json,
         r = client_conn_get(&c);
         if (r < 0)
                 return result_from_errno(r);
-        m = notify_message_new(from, to, notification_id, json, f);
+        broadcast = streq(to, "*");
+        m = notify_message_new(broadcast, from, to, notification_id, json, f);
         if (!m) {
                 nfycl_log(LOG_ERR, "cannot send '%s': out of memory or param not UTF-8",
                           notification_id);
@@ -1631,7 +1941,7 @@ int client_notify(const char *to, const char *notification_id, const char *json,
                 return VFIIPC_ERR_SERVER;
         }
         /* ORD-1: fire and forget; undeliverable unicasts come back as UnicastError (NTF-5). */
-        r = broker_send(c, m);
+        r = direct_submit(c, broadcast, m, len + strlen(notification_id) + strlen(from) + 256);
         if (r >= 0 && dbus_connection_get_outgoing_size(c) > SEND_QUEUE_MAX)
                 dbus_connection_flush(c); /* back-pressure, see SEND_QUEUE_MAX */
         if (r >= 0 && !dbus_connection_get_is_connected(c))
