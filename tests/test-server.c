@@ -1067,6 +1067,79 @@ static void test_short_lived_clients_leak_nothing(server_fixture_t *f, gconstpoi
         bus_close(keeper);
 }
 
+/* The thread the server's loop runs on (named vfiipc-broker), 0 when there is none; fails when
+ * there are two. */
+static pid_t broker_thread(pid_t pid)
+{
+        char *dir = g_strdup_printf("/proc/%d/task", (int)pid);
+        GDir *d = g_dir_open(dir, 0, NULL);
+        const char *tid;
+        pid_t found = 0;
+
+        g_assert_nonnull(d);
+        while ((tid = g_dir_read_name(d))) {
+                char *path = g_build_filename(dir, tid, "comm", NULL), *comm = NULL;
+
+                /* A thread may end between the listing and the read. */
+                if (g_file_get_contents(path, &comm, NULL, NULL) &&
+                    g_str_has_prefix(comm, "vfiipc-broker")) {
+                        g_assert_cmpint(found, ==, 0);
+                        found = (pid_t)atoi(tid);
+                }
+                g_free(comm);
+                g_free(path);
+        }
+        g_dir_close(d);
+        g_free(dir);
+        return found;
+}
+
+/* Issue #7: once idle after work (server.c TRIM_IDLE_MS), the server trims its heap after
+ * moving its loop to a new thread, so the ended thread's allocator cache is returned too. The
+ * loop thread is replaced, never doubled, and the server serves on without losing anything. */
+static void test_idle_trim_moves_loop(server_fixture_t *f, gconstpointer unused)
+{
+        enum { CLIENTS = 20, PARALLEL = 4 };
+        DBusConnection *keeper = bus_open(f->address);
+        const char *to = "keeper", *id = "s.leak";
+        dbus_int32_t prio = 0;
+        gint64 deadline;
+        pid_t before, after;
+        unsigned got;
+        DBusMessage *m;
+        char *old;
+
+        g_assert_nonnull(keeper);
+        m = dbus_message_new_method_call(VFIIPC_BROKER_NAME, VFIIPC_BROKER_PATH,
+                                         VFIIPC_BROKER_INTERFACE, "Register");
+        dbus_message_append_args(m, DBUS_TYPE_STRING, &to, DBUS_TYPE_STRING, &id, DBUS_TYPE_INT32,
+                                 &prio, DBUS_TYPE_INVALID);
+        bus_call_ok(keeper, m);
+        got = run_short_clients(keeper, 0, CLIENTS, PARALLEL);
+        wait_clients_gone(f, keeper);
+        got += count_delivers(keeper);
+        g_assert_cmpuint(got, ==, CLIENTS);
+
+        before = broker_thread(f->pid);
+        g_assert_cmpint(before, >, 0);
+        /* Idle now: the trim comes a second after the last message. */
+        deadline = g_get_monotonic_time() + DEADLINE_MS * 1000;
+        while ((after = broker_thread(f->pid)) == before || after == 0) {
+                g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+                g_usleep(20 * 1000); /* polling /proc, bounded by the deadline */
+        }
+        old = g_strdup_printf("/proc/%d/task/%d", (int)f->pid, (int)before);
+        g_assert_false(g_file_test(old, G_FILE_TEST_EXISTS)); /* joined before the next began */
+        g_free(old);
+
+        /* Serving on, on the new thread. */
+        got = run_short_clients(keeper, CLIENTS, CLIENTS, PARALLEL);
+        wait_clients_gone(f, keeper);
+        got += count_delivers(keeper);
+        g_assert_cmpuint(got, ==, CLIENTS);
+        bus_close(keeper);
+}
+
 /* ---- the C API in process -------------------------------------------------------------- */
 
 struct inproc {
@@ -1230,6 +1303,7 @@ int main(int argc, char **argv)
             test_limits_queue_for_slow_receiver);
         ADD("/server/resources/short-lived-clients-leak-nothing", setup_started,
             test_short_lived_clients_leak_nothing);
+        ADD("/server/resources/idle-trim-moves-loop", setup_started, test_idle_trim_moves_loop);
         ADD("/server/tools/busctl-introspect", setup_started, test_busctl_introspect);
         ADD("/server/tools/print-policy", setup_none, test_print_policy);
         ADD("/server/api/in-process-lifecycle", setup_none, test_in_process_lifecycle);

@@ -257,6 +257,8 @@ int bus_loop_run(bus_loop_t *l)
                 /* Full: only write until it is not (the idle hook sees everything dispatched). */
                 if (l->idle && !full) {
                         int ms = l->idle(l->idle_data);
+                        if (ms == BUS_LOOP_YIELD)
+                                return 1;
                         if (ms >= 0)
                                 idle_due = monotonic_ms(CLOCK_MONOTONIC) + ms;
                 }

@@ -5,7 +5,8 @@
  * thread can sit queued until something arrives. This loop installs watch, timeout, wakeup
  * and dispatch-status functions, so any thread may send and the loop thread dispatches.
  *
- * Threads: bus_loop_run() and bus_loop_free() on the loop thread only; bus_loop_quit() from
+ * Threads: bus_loop_run() and bus_loop_free() on the loop thread only (one at a time: a run
+ * that returned may be followed by one on another thread); bus_loop_quit() from
  * any thread, also from a signal handler. */
 #pragma once
 
@@ -20,8 +21,10 @@ int bus_loop_new(DBusConnection *c, bus_loop_t **ret);
  * connection, as a thread sending on it may still be in one of them (loop.c). */
 bus_loop_t *bus_loop_free(bus_loop_t *l);
 
-/* Dispatches until bus_loop_quit() (returns 0) or until the connection is gone, after its
- * queued messages (including the Disconnected signal) were dispatched (returns -ECONNRESET). */
+/* Dispatches until bus_loop_quit() (returns 0), until the idle hook returns BUS_LOOP_YIELD
+ * (returns 1; running it again goes on where it left off), or until the connection is gone,
+ * after its queued messages (including the Disconnected signal) were dispatched (returns
+ * -ECONNRESET). */
 int bus_loop_run(bus_loop_t *l);
 
 /* Makes bus_loop_run() return 0 soon. Async-signal-safe. */
@@ -29,8 +32,10 @@ void bus_loop_quit(bus_loop_t *l);
 
 /* A hook the loop thread calls whenever it has dispatched everything and is about to wait: it
  * returns how many ms later it wants to be called again at the latest (-1: only on the next
- * wakeup). Set before bus_loop_run(); NULL removes it. The client acknowledges deliveries from
- * here (lib/bus/protocol.h, Ack). */
+ * wakeup), or BUS_LOOP_YIELD to make bus_loop_run() return 1 (the server moves its loop to a
+ * new thread this way, lib/broker/server.c). Set before bus_loop_run(); NULL removes it. The
+ * client acknowledges deliveries from here (lib/bus/protocol.h, Ack). */
+#define BUS_LOOP_YIELD (-2)
 typedef int (*bus_loop_idle_fn)(void *data);
 void bus_loop_set_idle(bus_loop_t *l, bus_loop_idle_fn fn, void *data);
 

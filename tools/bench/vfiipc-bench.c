@@ -55,7 +55,9 @@ struct bench_options bench_opt = {
     .raw = true,
 };
 
-#define IDLE_SETTLE_MS 1000 /* before reading an idle server's RSS */
+/* Before reading an idle server's RSS: longer than the server waits before it gives memory back
+ * (server.c TRIM_IDLE_MS, 1 s after the last message). */
+#define IDLE_SETTLE_MS 2000
 
 /* ---- the server ---- */
 
