@@ -24,6 +24,7 @@ struct bus_loop {
         int wake_fd;
         atomic_bool quit;
         atomic_bool woken; /* an eventfd write is pending: later wakeups are free */
+        bool self_woken;   /* loop thread only: a wakeup it asked for itself (loop_wake) */
         pthread_mutex_t lock; /* guards watches and timers; never held across libdbus calls */
         GPtrArray *watches;   /* DBusWatch * */
         GArray *timers;       /* struct timer */
@@ -63,6 +64,20 @@ void bus_loop_wakeup(bus_loop_t *l)
                 (void)!write(l->wake_fd, &one, sizeof(one));
 }
 
+/* The loop the calling thread is running, if any. */
+static __thread bus_loop_t *loop_here;
+
+/* A wakeup libdbus asks for. On the loop thread itself (it reads, and the dispatch status
+ * changes; it sends, and the write watch toggles) the eventfd round trip would only cost a
+ * write, a poll and a read per message: the loop looks again before it waits instead. */
+static void loop_wake(bus_loop_t *l)
+{
+        if (loop_here == l)
+                l->self_woken = true;
+        else
+                bus_loop_wakeup(l);
+}
+
 void bus_loop_quit(bus_loop_t *l)
 {
         if (!l)
@@ -78,7 +93,7 @@ static dbus_bool_t watch_add(DBusWatch *w, void *data)
         pthread_mutex_lock(&l->lock);
         g_ptr_array_add(l->watches, w);
         pthread_mutex_unlock(&l->lock);
-        bus_loop_wakeup(l);
+        loop_wake(l);
         return TRUE;
 }
 
@@ -89,7 +104,7 @@ static void watch_remove(DBusWatch *w, void *data)
         pthread_mutex_lock(&l->lock);
         g_ptr_array_remove(l->watches, w);
         pthread_mutex_unlock(&l->lock);
-        bus_loop_wakeup(l);
+        loop_wake(l);
 }
 
 static void watch_toggled(DBusWatch *w, void *data)
@@ -98,7 +113,7 @@ static void watch_toggled(DBusWatch *w, void *data)
          * the wakeup function whenever a message stays queued; the write watch, switched on
          * and off around every message another thread sends, needs no wakeup of its own. */
         if (dbus_watch_get_flags(w) & DBUS_WATCH_READABLE)
-                bus_loop_wakeup(data);
+                loop_wake(data);
 }
 
 static void timer_arm(struct timer *t)
@@ -115,7 +130,7 @@ static dbus_bool_t timeout_add(DBusTimeout *to, void *data)
         pthread_mutex_lock(&l->lock);
         g_array_append_val(l->timers, t);
         pthread_mutex_unlock(&l->lock);
-        bus_loop_wakeup(l);
+        loop_wake(l);
         return TRUE;
 }
 
@@ -130,7 +145,7 @@ static void timeout_remove(DBusTimeout *to, void *data)
                         break;
                 }
         pthread_mutex_unlock(&l->lock);
-        bus_loop_wakeup(l);
+        loop_wake(l);
 }
 
 static void timeout_toggled(DBusTimeout *to, void *data)
@@ -144,18 +159,18 @@ static void timeout_toggled(DBusTimeout *to, void *data)
                         timer_arm(t);
         }
         pthread_mutex_unlock(&l->lock);
-        bus_loop_wakeup(l);
+        loop_wake(l);
 }
 
 static void dispatch_status_changed(DBusConnection *c, DBusDispatchStatus s, void *data)
 {
         if (s == DBUS_DISPATCH_DATA_REMAINS)
-                bus_loop_wakeup(data);
+                loop_wake(data);
 }
 
 static void wakeup_main(void *data)
 {
-        bus_loop_wakeup(data);
+        loop_wake(data);
 }
 
 /* libdbus calls the dispatch-status function after it has dropped the connection's lock, so a
@@ -234,7 +249,21 @@ bus_loop_t *bus_loop_free(bus_loop_t *l)
         return NULL;
 }
 
+static int loop_iterate(bus_loop_t *l);
+
 int bus_loop_run(bus_loop_t *l)
+{
+        bus_loop_t *outer = loop_here;
+        int r;
+
+        loop_here = l;
+        r = loop_iterate(l);
+        loop_here = outer;
+        return r;
+}
+
+/* bus_loop_run() on its thread (loop_here). */
+static int loop_iterate(bus_loop_t *l)
 {
         for (;;) {
                 struct pollfd fds[2];
@@ -244,6 +273,8 @@ int bus_loop_run(bus_loop_t *l)
                 bool want_read = false, full;
                 int r;
 
+                /* What it asked for itself so far, this look covers. */
+                l->self_woken = false;
                 while (!(full = output_full(l)) &&
                        dbus_connection_dispatch(l->conn) == DBUS_DISPATCH_DATA_REMAINS)
                         if (atomic_load(&l->quit))
@@ -299,6 +330,9 @@ int bus_loop_run(bus_loop_t *l)
                         fds[n++] = (struct pollfd){.fd = fd, .events = ev};
                 }
 
+                /* Something since the top (the idle hook read or sent) wants another look. */
+                if (l->self_woken)
+                        continue;
                 t = next < 0 ? -1 : next - monotonic_ms(CLOCK_MONOTONIC);
                 r = poll(fds, n, next < 0 ? -1 : (t < 0 ? 0 : (int)MIN(t, INT32_MAX)));
                 if (r < 0 && errno != EINTR)
