@@ -81,15 +81,26 @@ static void workers_start_locked(workers_t *w)
                 nfycl_log(LOG_ERR, "cannot start a callback thread: %s", strerror(r));
 }
 
-/* One more thread on the queue: an idle one if there is one not yet signalled, else a new
- * one. Called with w->lock. */
-static void workers_add_locked(workers_t *w)
+/* One more thread on the queue: an idle one if there is one not yet signalled (returns true:
+ * the caller signals w->cond once it has dropped the lock), else a new one. Called with
+ * w->lock. */
+static bool workers_add_locked(workers_t *w)
 {
         if (w->n_idle > w->n_woken) {
                 w->n_woken++;
+                return true;
+        }
+        workers_start_locked(w);
+        return false;
+}
+
+/* After the unlock, so the woken thread does not wake only to wait for the lock (and both
+ * sides pay a futex call for it). The idle thread counted is inside its wait: it counted
+ * itself under the lock that the wait releases. */
+static void workers_signal(workers_t *w, bool signal)
+{
+        if (signal)
                 pthread_cond_signal(&w->cond);
-        } else
-                workers_start_locked(w);
 }
 
 int workers_new(workers_fn run, workers_t **ret)
@@ -112,7 +123,7 @@ int workers_new(workers_fn run, workers_t **ret)
 
 void workers_push(workers_t *w, void *const *tasks, size_t n)
 {
-        bool was_empty;
+        bool was_empty, signal = false;
 
         if (!w || n == 0)
                 return;
@@ -123,16 +134,18 @@ void workers_push(workers_t *w, void *const *tasks, size_t n)
         /* A thread already busy with the queue takes these too; workers_check() adds one if
          * it stops making progress. Otherwise one is woken, or started. */
         if (was_empty && w->n_woken == 0 && (w->n_idle > 0 || w->n_threads == w->n_idle))
-                workers_add_locked(w);
+                signal = workers_add_locked(w);
         if (was_empty) {
                 w->seen = w->taken;
                 w->seen_ms = monotonic_ms(CLOCK_MONOTONIC);
         }
         pthread_mutex_unlock(&w->lock);
+        workers_signal(w, signal);
 }
 
 int workers_check(workers_t *w)
 {
+        bool signal = false;
         int wait = -1;
 
         if (!w)
@@ -147,11 +160,12 @@ int workers_check(workers_t *w)
                 } else if (now - w->seen_ms >= WORKERS_STALL_MS) {
                         /* Every thread on it is inside a callback that takes its time. */
                         if (w->n_woken == 0)
-                                workers_add_locked(w);
+                                signal = workers_add_locked(w);
                         w->seen_ms = now;
                 }
                 wait = WORKERS_STALL_MS;
         }
         pthread_mutex_unlock(&w->lock);
+        workers_signal(w, signal);
         return wait;
 }
