@@ -1008,6 +1008,35 @@ static void wait_clients_gone(server_fixture_t *f, DBusConnection *keeper)
         bus_call_ok(keeper, broker_ping());
 }
 
+/* A raw connection registered as "keeper" for s.leak, which the short-lived clients notify. */
+static DBusConnection *keeper_open(server_fixture_t *f)
+{
+        DBusConnection *keeper = bus_open(f->address);
+        const char *to = "keeper", *id = "s.leak";
+        dbus_int32_t prio = 0;
+        DBusMessage *m;
+
+        g_assert_nonnull(keeper);
+        m = dbus_message_new_method_call(VFIIPC_BROKER_NAME, VFIIPC_BROKER_PATH,
+                                         VFIIPC_BROKER_INTERFACE, "Register");
+        dbus_message_append_args(m, DBUS_TYPE_STRING, &to, DBUS_TYPE_STRING, &id, DBUS_TYPE_INT32,
+                                 &prio, DBUS_TYPE_INVALID);
+        bus_call_ok(keeper, m);
+        return keeper;
+}
+
+/* n short-lived clients, 4 at a time, all gone and handled by the broker when this returns;
+ * checks that the keeper got one notification from each. */
+static void keeper_clients(server_fixture_t *f, DBusConnection *keeper, unsigned first,
+                           unsigned n)
+{
+        unsigned got = run_short_clients(keeper, first, n, 4);
+
+        wait_clients_gone(f, keeper);
+        got += count_delivers(keeper);
+        g_assert_cmpuint(got, ==, n); /* every one of them really did its work */
+}
+
 /* 1 000 short-lived clients (connect, register, observe, notify, exit without goodbye) leave
  * nothing behind: after a warm-up of 100, the server's open fds and the bus daemon's open fds
  * are what they were, and the server's VmRSS has grown by at most 1 MiB. (The keeper never
@@ -1016,42 +1045,26 @@ static void wait_clients_gone(server_fixture_t *f, DBusConnection *keeper)
  * about 250 KiB here.) */
 static void test_short_lived_clients_leak_nothing(server_fixture_t *f, gconstpointer unused)
 {
-        enum { WARMUP = 100, CYCLES = 1000, PARALLEL = 4 };
-        DBusConnection *keeper = bus_open(f->address);
+        enum { WARMUP = 100, CYCLES = 1000 };
         pid_t daemon = bus_name_pid(f->address, DBUS_SERVICE_DBUS);
-        const char *to = "keeper", *id = "s.leak";
-        dbus_int32_t prio = 0;
-        unsigned fds_srv, fds_bus, got;
+        DBusConnection *keeper;
+        unsigned fds_srv, fds_bus;
         long rss, rss_after;
         gint64 t0;
-        DBusMessage *m;
 
         if (g_getenv("VFIIPC_TEST_VALGRIND")) {
                 /* Minutes for 1 100 forked clients; the AddressSanitizer run checks them. */
                 g_test_skip("too slow under valgrind");
-                bus_close(keeper);
                 return;
         }
-        g_assert_nonnull(keeper);
-        m = dbus_message_new_method_call(VFIIPC_BROKER_NAME, VFIIPC_BROKER_PATH,
-                                         VFIIPC_BROKER_INTERFACE, "Register");
-        dbus_message_append_args(m, DBUS_TYPE_STRING, &to, DBUS_TYPE_STRING, &id, DBUS_TYPE_INT32,
-                                 &prio, DBUS_TYPE_INVALID);
-        bus_call_ok(keeper, m);
-
-        got = run_short_clients(keeper, 0, WARMUP, PARALLEL);
-        wait_clients_gone(f, keeper);
-        got += count_delivers(keeper);
-        g_assert_cmpuint(got, ==, WARMUP);
+        keeper = keeper_open(f);
+        keeper_clients(f, keeper, 0, WARMUP);
         fds_srv = proc_fd_count(f->pid);
         fds_bus = proc_fd_count(daemon);
         rss = proc_rss_kib(f->pid);
 
         t0 = g_get_monotonic_time();
-        got = run_short_clients(keeper, WARMUP, CYCLES, PARALLEL);
-        wait_clients_gone(f, keeper);
-        got += count_delivers(keeper);
-        g_assert_cmpuint(got, ==, CYCLES); /* every one of them really did its work */
+        keeper_clients(f, keeper, WARMUP, CYCLES);
         rss_after = proc_rss_kib(f->pid);
         g_test_message("%d clients in %.1f s; notifysvc: %u fds, VmRSS %ld -> %ld KiB; "
                        "dbus-daemon: %u fds",
@@ -1099,27 +1112,13 @@ static pid_t broker_thread(pid_t pid)
  * loop thread is replaced, never doubled, and the server serves on without losing anything. */
 static void test_idle_trim_moves_loop(server_fixture_t *f, gconstpointer unused)
 {
-        enum { CLIENTS = 20, PARALLEL = 4 };
-        DBusConnection *keeper = bus_open(f->address);
-        const char *to = "keeper", *id = "s.leak";
-        dbus_int32_t prio = 0;
+        enum { CLIENTS = 20 };
+        DBusConnection *keeper = keeper_open(f);
         gint64 deadline;
         pid_t before, after;
-        unsigned got;
-        DBusMessage *m;
         char *old;
 
-        g_assert_nonnull(keeper);
-        m = dbus_message_new_method_call(VFIIPC_BROKER_NAME, VFIIPC_BROKER_PATH,
-                                         VFIIPC_BROKER_INTERFACE, "Register");
-        dbus_message_append_args(m, DBUS_TYPE_STRING, &to, DBUS_TYPE_STRING, &id, DBUS_TYPE_INT32,
-                                 &prio, DBUS_TYPE_INVALID);
-        bus_call_ok(keeper, m);
-        got = run_short_clients(keeper, 0, CLIENTS, PARALLEL);
-        wait_clients_gone(f, keeper);
-        got += count_delivers(keeper);
-        g_assert_cmpuint(got, ==, CLIENTS);
-
+        keeper_clients(f, keeper, 0, CLIENTS);
         before = broker_thread(f->pid);
         g_assert_cmpint(before, >, 0);
         /* Idle now: the trim comes a second after the last message. */
@@ -1132,11 +1131,7 @@ static void test_idle_trim_moves_loop(server_fixture_t *f, gconstpointer unused)
         g_assert_false(g_file_test(old, G_FILE_TEST_EXISTS)); /* joined before the next began */
         g_free(old);
 
-        /* Serving on, on the new thread. */
-        got = run_short_clients(keeper, CLIENTS, CLIENTS, PARALLEL);
-        wait_clients_gone(f, keeper);
-        got += count_delivers(keeper);
-        g_assert_cmpuint(got, ==, CLIENTS);
+        keeper_clients(f, keeper, CLIENTS, CLIENTS); /* serving on, on the new thread */
         bus_close(keeper);
 }
 
