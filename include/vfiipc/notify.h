@@ -76,7 +76,9 @@ VFIIPC_PUBLIC vfiipc_result vfiipc_server_run(const char *config_file);
 /* A server that can be stopped, for programs that handle signals themselves (notifysvc).
  * new: reads the configuration (CONFIG_FILE / CONFIG_SYNTAX); start: starts the private bus,
  * owns the broker name (SERVER if one runs already, PERMISSION when the endpoint may not be
- * created); serve: blocks until vfiipc_server_stop() (then VFIIPC_OK) or a failure;
+ * created); serve: blocks until vfiipc_server_stop() (then VFIIPC_OK) or a failure, while the
+ * broker runs on a thread it starts ("vfiipc-broker", with the caller's signal mask; replaced
+ * by a new one a second after each burst, to give the burst's memory back);
  * stop: async-signal-safe; free: stops the bus, removes its socket, NULL-safe. */
 typedef struct vfiipc_server vfiipc_server;
 VFIIPC_PUBLIC vfiipc_result vfiipc_server_new(const char *config_file, vfiipc_server **ret);
