@@ -817,15 +817,8 @@ static void broker_broadcast_seen(broker_t *b, DBusMessage *m)
 
         if (!sender || streq(sender, dbus_bus_get_unique_name(b->conn)))
                 return;
-        if (!dbus_message_has_signature(m, "ssssu") ||
-            !dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &n.from, DBUS_TYPE_STRING, &n.to,
-                                   DBUS_TYPE_STRING, &n.id, DBUS_TYPE_STRING, &n.json,
-                                   DBUS_TYPE_UINT32, &n.flags, DBUS_TYPE_INVALID)) {
-                nfy_log(LOG_WARNING, "Broadcast from %s ignored: arguments are not 'ssssu'",
-                        sender);
-                return;
-        }
-        why = wire_broadcast_check(m, n.from, n.to, n.id, n.json); /* JSON: broadcast_valid() */
+        /* The JSON text: broadcast_valid(). */
+        why = wire_broadcast_read(m, &n.from, &n.to, &n.id, &n.json, &n.flags);
         p = g_hash_table_lookup(b->peers, sender);
         if (!why && p && p->remote)
                 why = "a remote peer's connection may only call " VFIIPC_REMOTE_INTERFACE;

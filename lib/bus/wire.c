@@ -244,26 +244,32 @@ DBusMessage *wire_broadcast(wire_t *w, const char *from, const char *to, const c
         return wire_end(w);
 }
 
-const char *wire_broadcast_check(DBusMessage *m, const char *from, const char *to,
-                                 const char *id, const char *json)
+const char *wire_broadcast_read(DBusMessage *m, const char **from, const char **to,
+                                const char **id, const char **json, uint32_t *flags)
 {
         char iface[WIRE_BROADCAST_INTERFACE_SIZE];
         const char *have = dbus_message_get_interface(m);
 
+        *from = *to = *id = *json = ""; /* for the caller's log line */
+        if (!dbus_message_has_signature(m, "ssssu") ||
+            !dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, from, DBUS_TYPE_STRING, to,
+                                   DBUS_TYPE_STRING, id, DBUS_TYPE_STRING, json,
+                                   DBUS_TYPE_UINT32, flags, DBUS_TYPE_INVALID))
+                return "its arguments are not 'ssssu'";
         /* Addressed to one connection, it would reach it without the broker seeing it. */
         if (dbus_message_get_destination(m))
                 return "it has a destination";
-        if (strcmp(to, "*") != 0)
+        if (strcmp(*to, "*") != 0)
                 return "its destination (to) is not \"*\"";
-        if (!*from)
+        if (!**from)
                 return "its sender ID (from) is empty";
-        if (strnlen(from, VFIIPC_ID_MAX + 1) > VFIIPC_ID_MAX ||
-            strnlen(id, VFIIPC_ID_MAX + 1) > VFIIPC_ID_MAX)
+        if (strnlen(*from, VFIIPC_ID_MAX + 1) > VFIIPC_ID_MAX ||
+            strnlen(*id, VFIIPC_ID_MAX + 1) > VFIIPC_ID_MAX)
                 return "an ID is too long";
-        if (strnlen(json, VFIIPC_PARAM_MAX + 1) > VFIIPC_PARAM_MAX)
+        if (strnlen(*json, VFIIPC_PARAM_MAX + 1) > VFIIPC_PARAM_MAX)
                 return "its JSON text is too long";
         /* Else it reached the subscribers of another ID than it names. */
-        wire_broadcast_interface(iface, id);
+        wire_broadcast_interface(iface, *id);
         if (!have || strcmp(have, iface) != 0)
                 return "its interface is not its notification ID's";
         return NULL;

@@ -53,11 +53,12 @@ DBusMessage *wire_broadcast(wire_t *w, const char *from, const char *to, const c
 /* The interface a notification ID's Broadcast signals use: the prefix and a 64-bit hash. */
 #define WIRE_BROADCAST_INTERFACE_SIZE (sizeof(VFIIPC_BROADCAST_INTERFACE_PREFIX) + 17)
 void wire_broadcast_interface(char buf[WIRE_BROADCAST_INTERFACE_SIZE], const char *id);
-/* A received Broadcast's checks (protocol.h "Broadcasts by the bus"), the same for the broker
- * and the library: no destination, the ID's own interface, to "*", every limit kept. The JSON
- * text is checked by whoever parses it. NULL when it may be taken, else why not. */
-const char *wire_broadcast_check(DBusMessage *m, const char *from, const char *to,
-                                 const char *id, const char *json);
+/* A received Broadcast's arguments (pointing into m) and checks (protocol.h "Broadcasts by the
+ * bus"), the same for the broker and the library: signature ssssu, no destination, the ID's own
+ * interface, to "*", every limit kept. The JSON text is checked by whoever parses it. NULL when
+ * it may be taken, else why not (the strings are then "" where unread). */
+const char *wire_broadcast_read(DBusMessage *m, const char **from, const char **to,
+                                const char **id, const char **json, uint32_t *flags);
 DBusMessage *wire_mark(wire_t *w, const char *dest, uint64_t mark);
 DBusMessage *wire_observed(wire_t *w, const char *dest, const char *from, const char *to,
                            const char *id, uint32_t flags);

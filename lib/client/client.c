@@ -1061,15 +1061,7 @@ static void on_broadcast(DBusMessage *m)
         topic_t *topic;
         guint n = 0;
 
-        if (!dbus_message_has_signature(m, "ssssu") ||
-            !dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &from, DBUS_TYPE_STRING, &to,
-                                   DBUS_TYPE_STRING, &id, DBUS_TYPE_STRING, &json,
-                                   DBUS_TYPE_UINT32, &flags, DBUS_TYPE_INVALID)) {
-                nfycl_log(LOG_WARNING, "ignoring malformed Broadcast from %s",
-                          dbus_message_get_sender(m));
-                return;
-        }
-        why = wire_broadcast_check(m, from, to, id, json);
+        why = wire_broadcast_read(m, &from, &to, &id, &json, &flags);
         if (why) {
                 nfycl_log(LOG_WARNING, "ignoring Broadcast '%s' from %s: %s", id,
                           dbus_message_get_sender(m), why);
