@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -593,6 +594,27 @@ static void peer_mark(broker_t *b, peer_t *p, bool idle)
         p->mark_ms = b->now_ms;
         p->n_unmarked = 0;
         signal_send(b, wire_mark(&b->wire, p->name, p->mark_sent), "Mark", p->name);
+}
+
+/* When peer_mark(b, p, true) may next send p a Mark if nothing else happens (a time in
+ * b->now_ms' terms), INT64_MAX: not before something does. */
+static int64_t peer_mark_due(const broker_t *b, const peer_t *p)
+{
+        int64_t due = INT64_MAX;
+
+        if (!p->flow || p->mark_sent > p->mark_acked)
+                return INT64_MAX; /* one in flight: the next waits for its Ack */
+        if (p->n_unmarked > 0)
+                due = p->mark_ms + MARK_IDLE_MS;
+        if (p->n_subscribed) { /* a probe: MARK_PROBE_MS after the last Mark, while active */
+                int64_t t = p->mark_ms + MARK_PROBE_MS;
+
+                if (t < b->now_ms)
+                        t = b->now_ms;
+                if (t < b->activity_ms + MARK_PROBE_MS && t < due)
+                        due = t;
+        }
+        return due;
 }
 
 /* Accounts a signal about to be sent to p (protocol.h, Ack); copy: a unicast's, taken over. */
@@ -1572,20 +1594,30 @@ static const DBusObjectPathVTable parent_vtable = {.message_function = parent_me
 
 /* Also takes in the shared acknowledgements of connections with a backlog, so that what they
  * took is freed even when nothing more is sent to them. */
-void broker_caught_up(broker_t *b)
+int broker_caught_up(broker_t *b)
 {
         GHashTableIter it;
         peer_t *p;
+        int64_t due = INT64_MAX;
 
         if (!b)
-                return;
+                return -1;
         b->caught_up_ms = monotonic_ms(CLOCK_MONOTONIC_COARSE);
         b->now_ms = b->caught_up_ms;
         g_hash_table_iter_init(&it, b->peers);
         while (g_hash_table_iter_next(&it, NULL, (gpointer *)&p)) {
+                int64_t d;
+
                 peer_sync(b, p);
                 peer_mark(b, p, true);
+                d = peer_mark_due(b, p);
+                if (d < due)
+                        due = d;
         }
+        if (due == INT64_MAX)
+                return -1;
+        /* At least 1: the coarse clock may not have reached a due time the real one has. */
+        return due - b->now_ms < 1 ? 1 : due - b->now_ms > INT_MAX ? INT_MAX : (int)(due - b->now_ms);
 }
 
 uint64_t broker_n_handled(const broker_t *b)

@@ -20,8 +20,10 @@ int broker_new(DBusConnection *c, const whitelist_t *wl, broker_t **ret);
 
 /* The server tells the broker whenever it has read everything the bus had for it: stall
  * times (protocol.h, Ack) count only from such moments on, so a broker that lags behind a
- * flood does not take the receivers whose Acks it has not read yet for stalled ones. */
-void broker_caught_up(broker_t *b);
+ * flood does not take the receivers whose Acks it has not read yet for stalled ones; and
+ * Marks (protocol.h) due by then go out. Returns in how many ms (>= 1) the broker wants to be
+ * told again if nothing else happens, for the next Mark due, or -1: not before it is busy. */
+int broker_caught_up(broker_t *b);
 
 /* How many method calls it has handled so far (the server trims its heap once this stops
  * changing). */
