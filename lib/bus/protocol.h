@@ -58,8 +58,10 @@
  *   Observed(s from, s to, s id, u flags)        to = resolved receiver or "" (DLV-6, DLV-7)
  *   UnicastError(s from, s to, s id, s json, u flags)   to the submitting connection (DLV-10)
  *   Mark(t mark)       to an accounted connection that subscribed to an ID: after Broadcasts
- *       the broker sent or saw, and every 100 ms as a probe while some client's page shows it
- *       broadcasting by the bus; acknowledged through Ack/AckShared, not counted in `count`.
+ *       the broker sent or saw (after VFIIPC_MARK_EVERY of them, else once the broker has read
+ *       all its input, 10 ms after the previous Mark at the soonest), and every 100 ms as a
+ *       probe while some client's page shows it broadcasting by the bus; one unacknowledged at
+ *       a time; acknowledged through Ack/AckShared, not counted in `count`.
  * and, without destination, on VFIIPC_BROKER_PATH, interface VFIIPC_BROKER_INTERFACE:
  *   DirectBroadcasts(b direct, t version)   whether broadcasts may go by the bus; sent when
  *       it changes (version grows with every change; the newest version counts).
