@@ -206,7 +206,7 @@ struct broker {
         int64_t activity_ms;  /* when broadcasts were last seen going (Marks probe meanwhile) */
         uint64_t direct_version; /* DirectBroadcasts' version: grows with every change */
         int64_t now_ms;       /* the clock for stall checks, read once per message handled */
-        uint64_t n_handled;   /* method calls seen */
+        uint64_t n_handled;   /* method calls and Broadcasts taken in (broker_take_in) */
         int64_t caught_up_ms; /* when it last had read everything the bus had for it */
         size_t n_remote_regs; /* registrations of remote connections (LIM-1, G-87) */
         wire_t wire;          /* the signals' buffer */
@@ -829,6 +829,14 @@ static void broker_broadcast(broker_t *b, const char *sender, const note_t *n, b
                 by_bus ? ", by the sender's Broadcast" : fanned ? ", by Broadcast" : "");
 }
 
+/* A call or Broadcast taken in: the time what it does is stamped with, and one more handled
+ * (the server trims its heap once the count stops changing). */
+static void broker_take_in(broker_t *b)
+{
+        b->now_ms = monotonic_ms(CLOCK_MONOTONIC_COARSE);
+        b->n_handled++;
+}
+
 /* protocol.h "Broadcasts by the bus": a Broadcast signal some connection sent. Checked like a
  * Notify; the subscribers ignore what is refused here just the same. */
 static void broker_broadcast_seen(broker_t *b, DBusMessage *m)
@@ -848,8 +856,7 @@ static void broker_broadcast_seen(broker_t *b, DBusMessage *m)
                 nfy_log(LOG_WARNING, "Broadcast '%s' from %s ignored: %s", n.id, sender, why);
                 return;
         }
-        b->now_ms = monotonic_ms(CLOCK_MONOTONIC_COARSE);
-        b->n_handled++;
+        broker_take_in(b);
         broker_broadcast(b, sender, &n, true);
 }
 
@@ -1500,8 +1507,7 @@ static DBusHandlerResult broker_message(DBusConnection *c, DBusMessage *m, void 
         sender = dbus_message_get_sender(m);
         if (!member || !sender)
                 return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
-        b->now_ms = monotonic_ms(CLOCK_MONOTONIC_COARSE);
-        b->n_handled++;
+        broker_take_in(b);
 
         h = method_find(iface, member, &remote);
         if (h && !remote) {
@@ -1616,8 +1622,9 @@ int broker_caught_up(broker_t *b)
         }
         if (due == INT64_MAX)
                 return -1;
-        /* At least 1: the coarse clock may not have reached a due time the real one has. */
-        return due - b->now_ms < 1 ? 1 : due - b->now_ms > INT_MAX ? INT_MAX : (int)(due - b->now_ms);
+        due -= b->now_ms;
+        /* At least 1: the coarse clock may not have reached a time the real one has. */
+        return due < 1 ? 1 : due > INT_MAX ? INT_MAX : (int)due;
 }
 
 uint64_t broker_n_handled(const broker_t *b)

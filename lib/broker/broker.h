@@ -25,8 +25,8 @@ int broker_new(DBusConnection *c, const whitelist_t *wl, broker_t **ret);
  * told again if nothing else happens, for the next Mark due, or -1: not before it is busy. */
 int broker_caught_up(broker_t *b);
 
-/* How many method calls it has handled so far (the server trims its heap once this stops
- * changing). */
+/* How many method calls and Broadcasts it has taken in (the server trims its heap once this
+ * stops changing). */
 uint64_t broker_n_handled(const broker_t *b);
 
 /* Unregisters the object path and filters; NULL-safe; returns NULL. */
