@@ -577,33 +577,21 @@ static void peer_direct_update(broker_t *b, peer_t *p)
                 broker_direct_send(b);
 }
 
-/* protocol.h "Mark": one in flight per connection, sent once VFIIPC_MARK_EVERY Broadcasts the
- * broker saw await one, or (soon) whenever the broker has caught up with its input; and, as a
- * probe, every MARK_PROBE_MS to a subscribed connection while broadcasts go by the bus, which
- * the broker does not see. */
-static void peer_mark(broker_t *b, peer_t *p, bool idle)
-{
-        bool probe = idle && p->n_subscribed && b->now_ms - b->activity_ms < MARK_PROBE_MS &&
-                     b->now_ms - p->mark_ms >= MARK_PROBE_MS;
-
-        if (!p->flow || p->mark_sent > p->mark_acked ||
-            (!probe && (p->n_unmarked == 0 || (p->n_unmarked < VFIIPC_MARK_EVERY &&
-                                               (!idle || b->now_ms - p->mark_ms < MARK_IDLE_MS)))))
-                return;
-        p->mark_sent = ++b->bcast; /* after every Broadcast accounted so far */
-        p->mark_ms = b->now_ms;
-        p->n_unmarked = 0;
-        signal_send(b, wire_mark(&b->wire, p->name, p->mark_sent), "Mark", p->name);
-}
-
-/* When peer_mark(b, p, true) may next send p a Mark if nothing else happens (a time in
- * b->now_ms' terms), INT64_MAX: not before something does. */
-static int64_t peer_mark_due(const broker_t *b, const peer_t *p)
+/* protocol.h "Mark": when p is due one (a time in b->now_ms' terms; INT64_MAX: not before
+ * something else happens). One in flight per connection; due at once when VFIIPC_MARK_EVERY
+ * Broadcasts the broker saw await one; while the broker has caught up with its input (idle),
+ * MARK_IDLE_MS after the previous Mark, or, as a probe, every MARK_PROBE_MS to a subscribed
+ * connection while broadcasts go by the bus, which the broker does not see. */
+static int64_t peer_mark_due(const broker_t *b, const peer_t *p, bool idle)
 {
         int64_t due = INT64_MAX;
 
         if (!p->flow || p->mark_sent > p->mark_acked)
                 return INT64_MAX; /* one in flight: the next waits for its Ack */
+        if (p->n_unmarked >= VFIIPC_MARK_EVERY)
+                return b->now_ms;
+        if (!idle)
+                return INT64_MAX;
         if (p->n_unmarked > 0)
                 due = p->mark_ms + MARK_IDLE_MS;
         if (p->n_subscribed) { /* a probe: MARK_PROBE_MS after the last Mark, while active */
@@ -615,6 +603,16 @@ static int64_t peer_mark_due(const broker_t *b, const peer_t *p)
                         due = t;
         }
         return due;
+}
+
+static void peer_mark(broker_t *b, peer_t *p, bool idle)
+{
+        if (peer_mark_due(b, p, idle) > b->now_ms)
+                return;
+        p->mark_sent = ++b->bcast; /* after every Broadcast accounted so far */
+        p->mark_ms = b->now_ms;
+        p->n_unmarked = 0;
+        signal_send(b, wire_mark(&b->wire, p->name, p->mark_sent), "Mark", p->name);
 }
 
 /* Accounts a signal about to be sent to p (protocol.h, Ack); copy: a unicast's, taken over. */
@@ -1616,7 +1614,7 @@ int broker_caught_up(broker_t *b)
 
                 peer_sync(b, p);
                 peer_mark(b, p, true);
-                d = peer_mark_due(b, p);
+                d = peer_mark_due(b, p, true);
                 if (d < due)
                         due = d;
         }
