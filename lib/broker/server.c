@@ -843,7 +843,7 @@ static int server_idle(void *data)
                 return wait;
         if (now - s->trim_busy_ms < TRIM_IDLE_MS) {
                 int left = (int)(TRIM_IDLE_MS - (now - s->trim_busy_ms)) + 1;
-                return wait < 0 || left < wait ? left : wait;
+                return left < wait ? left : wait;
         }
         s->trimmed = true;
         return BUS_LOOP_YIELD; /* to vfiipc_server_serve(), which trims */
