@@ -2,7 +2,8 @@
  *
  * Starts one notifysvc (its own dbus-daemon, or dbus-broker: bus-broker.c, in a temp dir) and
  * measures these scenarios, each next to its raw-libdbus reference through the same bus,
- * interleaved, --repeat times (design.md "Tests and measurement"; issue #7):
+ * interleaved, --repeat times, the side that goes first alternating from round to round
+ * (design.md "Tests and measurement"; issue #7):
  *   (a) unicast throughput, one sender process → one receiver process, --count notifications
  *       of a ~100-byte JSON object, from the first send to the last receipt; reference: a raw
  *       relay process doing the broker's two bus hops (side-raw.c ROUTE_RELAY); floor: a
@@ -46,7 +47,7 @@ struct bench_options bench_opt = {
     .count = 50000,
     .rounds = 5000,
     .warmup = 200,
-    .repeat = 3,
+    .repeat = 4,
     .timeout_s = 120,
     .notifysvc = "build/tools/notifysvc",
     .scenarios = "abcdef",
@@ -496,6 +497,18 @@ static void measure(bool vfiipc, const shape_t *shape, enum series_id metric)
                 series_add(metric, s.rate);
 }
 
+/* Both sides of one comparison; which goes first alternates from round to round, so whatever
+ * the first of a pair gains or loses (a broker that just trimmed, a cache the other side
+ * warmed) falls on each side in half the rounds. */
+static void measure_pair(unsigned round, const shape_t *shape, enum series_id lib,
+                         enum series_id raw)
+{
+        bool raw_first = round % 2 == 1;
+
+        measure(!raw_first, shape, raw_first ? raw : lib);
+        measure(raw_first, shape, raw_first ? lib : raw);
+}
+
 static void measure_rss(bool vfiipc)
 {
         sample_t s = {0};
@@ -521,7 +534,7 @@ static void server_rss(const server_t *s, enum series_id srv, enum series_id bus
         series_add(bus, (double)bus_rss_kib(s, names, size));
 }
 
-static void round_run(const server_t *server, char *bus_names, size_t size)
+static void round_run(unsigned round, const server_t *server, char *bus_names, size_t size)
 {
         const unsigned c = bench_opt.count;
         shape_t a = {.mode = MODE_THROUGHPUT, .route = ROUTE_RELAY, .senders = 1, .receivers = 1};
@@ -547,8 +560,7 @@ static void round_run(const server_t *server, char *bus_names, size_t size)
         /* Interleaved, so drift on a busy machine hits both sides alike; (d) right after (a),
          * which it is compared with. */
         if (scenario('a')) {
-                measure(true, &a, A_LIB);
-                measure(false, &a, A_RAW);
+                measure_pair(round, &a, A_LIB, A_RAW);
                 if (!no_floor)
                         measure(false, &floor_a, A_FLOOR);
         }
@@ -562,26 +574,20 @@ static void round_run(const server_t *server, char *bus_names, size_t size)
                 else {
                         series_add(D_SETUP,
                                    OTHER_PROCESSES * OTHER_IDS / ((double)(now_ns() - t0) / 1e9));
-                        measure(true, &a, D_LIB);
-                        measure(false, &a, D_RAW);
+                        measure_pair(round, &a, D_LIB, D_RAW);
                         server_rss(server, SRV_LOADED, BUS_LOADED, bus_names, size);
                         others_stop(others);
                 }
         }
         if (scenario('b')) {
-                measure(true, &b, B50_LIB);
-                measure(false, &b, B50_RAW);
+                measure_pair(round, &b, B50_LIB, B50_RAW);
                 if (!no_floor)
                         measure(false, &floor_b, B50_FLOOR);
         }
-        if (scenario('c')) {
-                measure(true, &bc, C_LIB);
-                measure(false, &bc, C_RAW);
-        }
-        if (scenario('e')) {
-                measure(true, &e, E_LIB);
-                measure(false, &e, E_RAW);
-        }
+        if (scenario('c'))
+                measure_pair(round, &bc, C_LIB, C_RAW);
+        if (scenario('e'))
+                measure_pair(round, &e, E_LIB, E_RAW);
         if (scenario('f')) {
                 measure_rss(true);
                 measure_rss(false);
@@ -821,7 +827,7 @@ int main(int argc, char **argv)
         usleep(IDLE_SETTLE_MS * 1000);
         server_rss(&server, SRV_START, BUS_START, bus_names, sizeof(bus_names));
         for (unsigned i = 0; i < bench_opt.repeat; i++)
-                round_run(&server, bus_names, sizeof(bus_names));
+                round_run(i, &server, bus_names, sizeof(bus_names));
         usleep(IDLE_SETTLE_MS * 1000);
         server_rss(&server, SRV_END, BUS_END, bus_names, sizeof(bus_names));
 
