@@ -605,14 +605,19 @@ static int64_t peer_mark_due(const broker_t *b, const peer_t *p, bool idle)
         return due;
 }
 
-static void peer_mark(broker_t *b, peer_t *p, bool idle)
+/* Sends p's Mark if it is due; returns when the next one will be (peer_mark_due()'s terms):
+ * after a send, one is in flight, so not before its Ack. */
+static int64_t peer_mark(broker_t *b, peer_t *p, bool idle)
 {
-        if (peer_mark_due(b, p, idle) > b->now_ms)
-                return;
+        int64_t due = peer_mark_due(b, p, idle);
+
+        if (due > b->now_ms)
+                return due;
         p->mark_sent = ++b->bcast; /* after every Broadcast accounted so far */
         p->mark_ms = b->now_ms;
         p->n_unmarked = 0;
         signal_send(b, wire_mark(&b->wire, p->name, p->mark_sent), "Mark", p->name);
+        return INT64_MAX;
 }
 
 /* Accounts a signal about to be sent to p (protocol.h, Ack); copy: a unicast's, taken over. */
@@ -1613,8 +1618,7 @@ int broker_caught_up(broker_t *b)
                 int64_t d;
 
                 peer_sync(b, p);
-                peer_mark(b, p, true);
-                d = peer_mark_due(b, p, true);
+                d = peer_mark(b, p, true);
                 if (d < due)
                         due = d;
         }
